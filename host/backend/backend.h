@@ -1,0 +1,120 @@
+// The backend op table: every compute op a model or trainer needs, forward and backward.
+// Models call only these entries; the CPU backend (fp32 reference) and the CUDA backend implement them.
+#ifndef QFT_BACKEND_H
+#define QFT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Conventions (all ops):
+// - Tensors are contiguous row-major fp32 in backend memory. Activations are [N, C] with N = B*T rows.
+// - Every backward ACCUMULATES (+=) into its gradient outputs (input grads and parameter grads),
+//   as llm.c does: residual branches then need no extra adds, and gradient accumulation is free.
+//   Any gradient pointer may be NULL, meaning "not needed" (e.g. no grad for the image input).
+// - Ops never allocate; scratch is passed in explicitly where needed.
+
+typedef enum { QFT_GELU_TANH = 0, QFT_GELU_ERF = 1 } qft_gelu_kind;
+
+typedef struct qft_backend {
+    const char *name;
+
+    // ---- memory ----
+    void *(*alloc)(size_t bytes);                  // zero-filled; NULL on failure
+    void (*release)(void *ptr);
+    void (*zero)(void *ptr, size_t bytes);
+    void (*copy_to_device)(void *dst, const void *host_src, size_t bytes);
+    void (*copy_to_host)(void *host_dst, const void *src, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);  // device to device
+
+    // ---- linear: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be NULL) ----
+    void (*linear_forward)(float *out, const float *inp, const float *weight, const float *bias,
+                           int N, int C, int OC);
+    void (*linear_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int C, int OC);
+
+    // ---- layernorm over the last dim; saves mean[N] and rstd[N] for backward ----
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
+                              const float *weight, const float *bias, int N, int C, float eps);
+    void (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, const float *mean,
+                               const float *rstd, int N, int C);
+
+    // ---- elementwise activations (n elements) ----
+    void (*gelu_forward)(float *out, const float *inp, size_t n, qft_gelu_kind kind);
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n, qft_gelu_kind kind);
+    void (*tanh_forward)(float *out, const float *inp, size_t n);
+    void (*tanh_backward)(float *dinp, const float *out, const float *dout, size_t n);  // uses the forward OUTPUT
+
+    // ---- softmax over the last dim of [N, C] ----
+    void (*softmax_forward)(float *out, const float *inp, int N, int C);
+    void (*softmax_backward)(float *dinp, const float *out, const float *dout, int N, int C);
+
+    // ---- multi-head self-attention core ----
+    // q, k, v, out: [B, T, NH*HS] (heads interleaved along the channel dim, as HF's linear outputs).
+    // probs: [B, NH, T, T] saved softmax(q k^T * scale + mask) for backward.
+    // key_mask: [B, T] with 1 = attend, 0 = padding, or NULL for no mask. Masked keys get
+    // a logit of -inf-like (-1e30 before softmax, so fully padded rows stay finite).
+    void (*attention_forward)(float *out, float *probs, const float *q, const float *k, const float *v,
+                              const float *key_mask, int B, int T, int NH, int HS, float scale);
+    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                               const float *q, const float *k, const float *v,
+                               int B, int T, int NH, int HS, float scale);
+
+    // ---- embeddings: out[N,C] += table[ids[i]] (accumulates so token+position+segment sum up) ----
+    void (*embedding_forward)(float *out, const int32_t *ids, const float *table, int N, int C);
+    void (*embedding_backward)(float *dtable, const float *dout, const int32_t *ids, int N, int C);
+
+    // ---- patch embedding, step 1: patchify images [B, CH, H, W] into [B, NP, CH*P*P] rows
+    //      in (channel, py, px) order, so a conv weight [D, CH, P, P] is a linear weight [D, CH*P*P].
+    //      Patches are ordered row-major over the (H/P, W/P) grid, as Conv2d + flatten(2) gives. ----
+    void (*patchify_forward)(float *out, const float *images, int B, int CH, int H, int W, int P);
+
+    // ---- ViT token assembly: out[B, T, D], T = NP + n_prefix (n_prefix = 1, or 2 with DeiT's
+    //      distillation token): out[b,0] = cls, out[b,1] = dist (if any), out[b,n_prefix+p] = patches[b,p];
+    //      then adds pos[T, D] to every row. ----
+    void (*vit_tokens_forward)(float *out, const float *patches, const float *cls, const float *dist,
+                               const float *pos, int B, int NP, int D);
+    void (*vit_tokens_backward)(float *dpatches, float *dcls, float *ddist, float *dpos,
+                                const float *dout, int B, int NP, int D);
+
+    // ---- row gather: out[B, C] = inp[b, index, :] of inp [B, T, C] (CLS-token pooling) ----
+    void (*select_token_forward)(float *out, const float *inp, int B, int T, int C, int index);
+    void (*select_token_backward)(float *dinp, const float *dout, int B, int T, int C, int index);
+
+    // ---- residual: out = a + b (n elements); backward: da += dout, db += dout ----
+    void (*add_forward)(float *out, const float *a, const float *b, size_t n);
+    void (*add_backward)(float *da, float *db, const float *dout, size_t n);
+
+    // ---- dropout with Philox: element i is kept with probability 1-p (scaled by 1/(1-p)) iff
+    //      qft_philox_uniform(seed, stream, i) >= p. The mask is recomputed in backward, never stored.
+    //      In-place is allowed (out == inp, dinp == dout is NOT allowed since backward accumulates). ----
+    void (*dropout_forward)(float *out, const float *inp, size_t n, float p, uint64_t seed, uint64_t stream);
+    void (*dropout_backward)(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint64_t stream);
+
+    // ---- cross-entropy over logits [N, V] with integer targets; label smoothing eps:
+    //      loss_i = -(1-eps) log p[t_i] - eps/V sum_j log p[j]. Targets < 0 are ignored (loss 0, no grad).
+    //      losses[N] receives per-row losses; probs[N,V] is saved softmax for backward.
+    //      backward: dlogits += dloss_scale * (probs - smoothed_onehot) for each counted row. ----
+    void (*cross_entropy_forward)(float *losses, float *probs, const float *logits, const int32_t *targets,
+                                  int N, int V, float label_smoothing);
+    void (*cross_entropy_backward)(float *dlogits, const float *probs, const int32_t *targets,
+                                   int N, int V, float label_smoothing, float dloss_scale);
+
+    // ---- mean squared error for regression heads: loss = mean((pred - target)^2) over n ----
+    float (*mse_forward)(const float *pred, const float *target, size_t n);
+    void (*mse_backward)(float *dpred, const float *pred, const float *target, size_t n, float dloss_scale);
+
+    // ---- reductions used by the optimizer ----
+    double (*sum_squares)(const float *x, size_t n);  // for global grad-norm clipping
+    void (*scale)(float *x, float factor, size_t n);
+
+    // ---- AdamW (Loshchilov & Hutter 2019), decoupled decay; one call per parameter group.
+    //      m, v: first/second moments; step >= 1 for bias correction. ----
+    void (*adamw_update)(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, int step);
+} qft_backend;
+
+// The fp32 CPU reference backend (OpenMP + BLAS).
+const qft_backend *qft_backend_cpu(void);
+
+#endif

@@ -1,0 +1,111 @@
+// Run configuration: the typed struct every command reads, filled from defaults, a YAML file and
+// `key.path=value` overrides, validated against one schema table (which also documents every key).
+#ifndef QFT_IO_CONFIG_H
+#define QFT_IO_CONFIG_H
+
+#include <stdio.h>
+
+#include "../core/status.h"
+
+#define QFT_STR_MAX 512
+
+typedef struct {
+    char name[QFT_STR_MAX];      // run.name: the run directory is <run.dir>/<run.name>
+    char dir[QFT_STR_MAX];       // run.dir
+    long seed;                   // run.seed
+    int threads;                 // run.threads (0 = all cores)
+} qft_run_config;
+
+typedef struct {
+    char type[32];               // model.type: vit | deit | bert
+    int hidden_size;             // model.hidden_size
+    int num_layers;              // model.num_layers
+    int num_heads;               // model.num_heads
+    int intermediate_size;       // model.intermediate_size
+    char hidden_act[32];         // model.hidden_act: gelu (erf) | gelu_tanh
+    double layer_norm_eps;       // model.layer_norm_eps
+    double dropout;              // model.dropout (hidden dropout, 0..0.9)
+    int num_labels;              // model.num_labels (1 = regression for bert)
+    // vision
+    int image_size;              // model.image_size
+    int patch_size;              // model.patch_size
+    int num_channels;            // model.num_channels
+    // text
+    int vocab_size;              // model.vocab_size
+    int max_position_embeddings; // model.max_position_embeddings
+    int type_vocab_size;         // model.type_vocab_size
+    int pooler;                  // model.pooler (bool)
+    char init_from[QFT_STR_MAX]; // model.init_from: safetensors to import ("" = random init)
+    double init_std;             // model.init_std
+} qft_model_config;
+
+typedef struct {
+    char dataset[32];            // data.dataset: fashion_mnist | synthetic_text
+    char path[QFT_STR_MAX];      // data.path ("" = the Debian dataset-fashion-mnist location)
+    int batch_size;              // data.batch_size
+    int eval_batch_size;         // data.eval_batch_size
+    int max_seq_len;             // data.max_seq_len
+    double normalize_mean;       // data.normalize_mean
+    double normalize_std;        // data.normalize_std
+    int shuffle;                 // data.shuffle (bool)
+    long train_limit;            // data.train_limit (0 = all examples)
+    long eval_limit;             // data.eval_limit (0 = all examples)
+} qft_data_config;
+
+typedef struct {
+    int epochs;                  // train.epochs (used when train.steps == 0)
+    long steps;                  // train.steps (0 = derive from epochs)
+    double lr;                   // train.lr
+    double min_lr_ratio;         // train.min_lr_ratio: final lr = lr * ratio
+    char schedule[32];           // train.schedule: cosine | linear | constant
+    long warmup_steps;           // train.warmup_steps
+    double weight_decay;         // train.weight_decay
+    double beta1;                // train.beta1
+    double beta2;                // train.beta2
+    double adam_eps;             // train.adam_eps
+    double grad_clip;            // train.grad_clip (0 = off)
+    int grad_accum;              // train.grad_accum
+    double label_smoothing;      // train.label_smoothing
+    long log_every;              // train.log_every
+    long eval_every;             // train.eval_every (0 = at the end of each epoch)
+    long checkpoint_every;       // train.checkpoint_every (0 = only at the end)
+    char resume[QFT_STR_MAX];    // train.resume: auto | never | <checkpoint path>
+} qft_train_config;
+
+typedef struct {
+    char checkpoint[QFT_STR_MAX]; // eval.checkpoint ("" = latest in the run dir)
+} qft_eval_config;
+
+typedef struct {
+    qft_run_config run;
+    qft_model_config model;
+    qft_data_config data;
+    qft_train_config train;
+    qft_eval_config eval;
+    char source_path[QFT_STR_MAX]; // the YAML file the config came from (for messages)
+} qft_config;
+
+// Fills every field with its documented default.
+void qft_config_defaults(qft_config *cfg);
+
+// Reads a YAML file over the current values. Unknown keys, wrong types and out-of-range values are
+// errors naming the key and file:line. Nested mappings map to dotted keys (train: {lr: 1e-3} == train.lr).
+qft_status qft_config_load_file(qft_config *cfg, const char *path, qft_error *err);
+
+// Parses the same YAML from memory (name is used in messages); used by tests and the fuzzer.
+qft_status qft_config_load_string(qft_config *cfg, const char *yaml, size_t len, const char *name,
+                                  qft_error *err);
+
+// Applies one `key.path=value` override (value parsed as a YAML scalar). Errors name the override.
+qft_status qft_config_override(qft_config *cfg, const char *assignment, qft_error *err);
+
+// Cross-field checks (e.g. hidden_size % num_heads == 0, image_size % patch_size == 0).
+qft_status qft_config_validate(const qft_config *cfg, qft_error *err);
+
+// Writes the fully resolved config as YAML (every key, grouped by section).
+qft_status qft_config_write(const qft_config *cfg, const char *path, qft_error *err);
+
+// Writes the Markdown reference of every key (name, type, default, range, meaning): configs/README.md.
+void qft_config_write_docs(FILE *out);
+
+#endif
