@@ -1,0 +1,45 @@
+// The fp32 CPU reference backend's op table (OpenMP across rows/heads, OpenBLAS for matmuls).
+// The table is static const: the backend holds no state, so one table serves every caller.
+#include "backend/cpu/cpu_ops.h"
+
+static const qft_backend cpu_backend_table = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .zero = cpu_zero,
+    .copy_to_device = cpu_copy_to_device,
+    .copy_to_host = cpu_copy_to_host,
+    .copy = cpu_copy,
+    .linear_forward = cpu_linear_forward,
+    .linear_backward = cpu_linear_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .gelu_forward = cpu_gelu_forward,
+    .gelu_backward = cpu_gelu_backward,
+    .tanh_forward = cpu_tanh_forward,
+    .tanh_backward = cpu_tanh_backward,
+    .softmax_forward = cpu_softmax_forward,
+    .softmax_backward = cpu_softmax_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
+    .patchify_forward = cpu_patchify_forward,
+    .vit_tokens_forward = cpu_vit_tokens_forward,
+    .vit_tokens_backward = cpu_vit_tokens_backward,
+    .select_token_forward = cpu_select_token_forward,
+    .select_token_backward = cpu_select_token_backward,
+    .add_forward = cpu_add_forward,
+    .add_backward = cpu_add_backward,
+    .dropout_forward = cpu_dropout_forward,
+    .dropout_backward = cpu_dropout_backward,
+    .cross_entropy_forward = cpu_cross_entropy_forward,
+    .cross_entropy_backward = cpu_cross_entropy_backward,
+    .mse_forward = cpu_mse_forward,
+    .mse_backward = cpu_mse_backward,
+    .sum_squares = cpu_sum_squares,
+    .scale = cpu_scale,
+    .adamw_update = cpu_adamw_update,
+};
+
+const qft_backend *qft_backend_cpu(void) { return &cpu_backend_table; }

@@ -1,0 +1,39 @@
+// Linear layer on the CPU: out = inp @ weight^T + bias through OpenBLAS sgemm, and its backward
+// (dinp += dout @ weight, dweight += dout^T @ inp, dbias += column sums of dout).
+#include <cblas.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_ops.h"
+
+void cpu_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                        int OC) {
+    if (N <= 0 || OC <= 0) return;
+    float beta = 0.0f;
+    if (bias) {
+        // Seed every row with the bias and let sgemm accumulate onto it (beta = 1): one pass over out.
+#pragma omp parallel for schedule(static) if ((size_t)N * OC > QFT_CPU_PARALLEL_MIN_CHEAP)
+        for (int row = 0; row < N; row++) memcpy(out + (size_t)row * OC, bias, (size_t)OC * sizeof(float));
+        beta = 1.0f;
+    }
+    if (C <= 0) {
+        if (!bias) memset(out, 0, (size_t)N * OC * sizeof(float));
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+}
+
+void cpu_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *weight, int N, int C, int OC) {
+    if (N <= 0 || OC <= 0 || C < 0) return;
+    if (dinp && C > 0) {
+        // dinp[N,C] += dout[N,OC] @ weight[OC,C]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f,
+                    dinp, C);
+    }
+    if (dweight && C > 0) {
+        // dweight[OC,C] += dout^T[OC,N] @ inp[N,C]
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight,
+                    C);
+    }
+    if (dbias) cpu_column_sums_accumulate(dbias, dout, N, OC, (size_t)OC);
+}

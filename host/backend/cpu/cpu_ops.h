@@ -1,0 +1,82 @@
+// Private declarations of the fp32 CPU backend's ops, shared by cpu_*.c and the table in cpu_backend.c.
+// Also holds the work thresholds below which an op stays single-threaded (fork/join costs ~1-3 us).
+#ifndef QFT_BACKEND_CPU_OPS_H
+#define QFT_BACKEND_CPU_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+
+// Element counts above which an op forks OpenMP threads. Cheap memory-bound ops need many
+// elements to pay for the fork; ops calling erff/tanhf/expf per element pay off much earlier.
+#define QFT_CPU_PARALLEL_MIN_CHEAP 32768
+#define QFT_CPU_PARALLEL_MIN_TRANSCENDENTAL 4096
+
+// Column reductions (bias, LayerNorm weight, position-embedding grads) split the columns into
+// blocks of this many floats (one 64-byte cache line); each block is owned by one thread and summed
+// in row order, so results are identical for any thread count.
+#define QFT_CPU_COLUMN_BLOCK 16
+
+// dst[c] += sum over rows r of src[r * row_stride + c], for c < cols; double accumulation.
+void cpu_column_sums_accumulate(float *dst, const float *src, int rows, int cols, size_t row_stride);
+
+void *cpu_alloc(size_t bytes);
+void cpu_release(void *ptr);
+void cpu_zero(void *ptr, size_t bytes);
+void cpu_copy_to_device(void *dst, const void *host_src, size_t bytes);
+void cpu_copy_to_host(void *host_dst, const void *src, size_t bytes);
+void cpu_copy(void *dst, const void *src, size_t bytes);
+
+void cpu_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                        int OC);
+void cpu_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *weight, int N, int C, int OC);
+
+void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                           const float *bias, int N, int C, float eps);
+void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, const float *mean, const float *rstd, int N, int C);
+
+void cpu_gelu_forward(float *out, const float *inp, size_t n, qft_gelu_kind kind);
+void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, qft_gelu_kind kind);
+void cpu_tanh_forward(float *out, const float *inp, size_t n);
+void cpu_tanh_backward(float *dinp, const float *out, const float *dout, size_t n);
+
+void cpu_softmax_forward(float *out, const float *inp, int N, int C);
+void cpu_softmax_backward(float *dinp, const float *out, const float *dout, int N, int C);
+
+void cpu_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                           const float *key_mask, int B, int T, int NH, int HS, float scale);
+void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                            const float *q, const float *k, const float *v, int B, int T, int NH, int HS,
+                            float scale);
+
+void cpu_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C);
+void cpu_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C);
+void cpu_patchify_forward(float *out, const float *images, int B, int CH, int H, int W, int P);
+void cpu_vit_tokens_forward(float *out, const float *patches, const float *cls, const float *dist,
+                            const float *pos, int B, int NP, int D);
+void cpu_vit_tokens_backward(float *dpatches, float *dcls, float *ddist, float *dpos, const float *dout,
+                             int B, int NP, int D);
+void cpu_select_token_forward(float *out, const float *inp, int B, int T, int C, int index);
+void cpu_select_token_backward(float *dinp, const float *dout, int B, int T, int C, int index);
+
+void cpu_add_forward(float *out, const float *a, const float *b, size_t n);
+void cpu_add_backward(float *da, float *db, const float *dout, size_t n);
+void cpu_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed, uint64_t stream);
+void cpu_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint64_t stream);
+
+void cpu_cross_entropy_forward(float *losses, float *probs, const float *logits, const int32_t *targets, int N,
+                               int V, float label_smoothing);
+void cpu_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V,
+                                float label_smoothing, float dloss_scale);
+float cpu_mse_forward(const float *pred, const float *target, size_t n);
+void cpu_mse_backward(float *dpred, const float *pred, const float *target, size_t n, float dloss_scale);
+
+double cpu_sum_squares(const float *x, size_t n);
+void cpu_scale(float *x, float factor, size_t n);
+void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                      float beta2, float eps, float weight_decay, int step);
+
+#endif

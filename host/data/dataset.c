@@ -1,0 +1,185 @@
+// Dataset opening (Fashion-MNIST from IDX, synthetic text), batch filling and epoch ordering.
+// Everything here is deterministic in (config, seed, epoch) so runs and resumes are reproducible.
+#include "dataset.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/rng.h"
+
+static qft_status open_fashion_mnist(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
+    const char *dir = cfg->data.path[0] ? cfg->data.path : qft_idx_default_dir();
+    const char *stem = split == 0 ? "train" : "t10k";
+    char images[1100], labels[1100];
+    snprintf(images, sizeof images, "%s/%s-images-idx3-ubyte.gz", dir, stem);
+    snprintf(labels, sizeof labels, "%s/%s-labels-idx1-ubyte.gz", dir, stem);
+    qft_status st = qft_idx_load(&ds->idx, images, labels, err);
+    if (st != QFT_OK) return st;
+    const qft_model_config *mc = &cfg->model;
+    if (mc->num_channels != 1 || mc->image_size != ds->idx.rows || ds->idx.rows != ds->idx.cols) {
+        return qft_fail(err, QFT_ERR_SHAPE,
+                        "%s: images are 1x%dx%d but model.num_channels=%d, model.image_size=%d", images,
+                        ds->idx.rows, ds->idx.cols, mc->num_channels, mc->image_size);
+    }
+    for (int i = 0; i < ds->idx.count; i++)
+        if (ds->idx.labels[i] >= mc->num_labels)
+            return qft_fail(err, QFT_ERR_INVALID, "%s: label %d of example %d is >= model.num_labels (%d)", labels,
+                            ds->idx.labels[i], i, mc->num_labels);
+    ds->kind = QFT_DATASET_IMAGES;
+    ds->count = ds->idx.count;
+    ds->mean = (float)cfg->data.normalize_mean;
+    ds->std = (float)cfg->data.normalize_std;
+    return QFT_OK;
+}
+
+// A text task with a learnable rule, for exercising BERT training without GLUE files:
+// label = (count of token ids < vocab/2 among the real tokens) > half of them; random lengths
+// with padding. Train and eval draw from different Philox streams.
+static qft_status open_synthetic_text(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
+    int count = split == 0 ? 4096 : 512;
+    int T = cfg->data.max_seq_len, V = cfg->model.vocab_size;
+    if (cfg->model.num_labels != 2)
+        return qft_fail(err, QFT_ERR_INVALID, "data.dataset=synthetic_text needs model.num_labels=2, got %d",
+                        cfg->model.num_labels);
+    if (T < 4 || V < 8)
+        return qft_fail(err, QFT_ERR_INVALID, "data.dataset=synthetic_text needs data.max_seq_len >= 4 and "
+                        "model.vocab_size >= 8");
+    size_t n = (size_t)count * T;
+    ds->ids = calloc(n, sizeof(int32_t));
+    ds->types = calloc(n, sizeof(int32_t));
+    ds->mask = calloc(n, sizeof(float));
+    ds->labels = calloc((size_t)count, sizeof(int32_t));
+    if (!ds->ids || !ds->types || !ds->mask || !ds->labels)
+        return qft_fail(err, QFT_ERR_OOM, "out of memory building the synthetic text set");
+    uint64_t seed = (uint64_t)cfg->run.seed, stream = 0x7E47u + (uint64_t)split;
+    for (int r = 0; r < count; r++) {
+        uint64_t base = (uint64_t)r * (T + 1);
+        int len = 2 + (int)(qft_philox_uniform(seed, stream, base) * (float)(T - 1));
+        if (len > T) len = T;
+        int low = 0;
+        for (int t = 0; t < len; t++) {
+            int id = t == 0 ? 1 : 4 + (int)(qft_philox_uniform(seed, stream, base + 1 + t) * (float)(V - 4));
+            if (id >= V) id = V - 1;
+            ds->ids[(size_t)r * T + t] = id;
+            ds->mask[(size_t)r * T + t] = 1.0f;
+            ds->types[(size_t)r * T + t] = t >= len / 2;
+            if (t > 0 && id < V / 2) low++;
+        }
+        ds->labels[r] = 2 * low > len - 1;
+    }
+    ds->kind = QFT_DATASET_TEXT;
+    ds->count = count;
+    ds->seq_len = T;
+    return QFT_OK;
+}
+
+qft_status qft_dataset_open(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
+    memset(ds, 0, sizeof *ds);
+    qft_status st;
+    if (strcmp(cfg->data.dataset, "fashion_mnist") == 0) st = open_fashion_mnist(ds, cfg, split, err);
+    else if (strcmp(cfg->data.dataset, "synthetic_text") == 0) st = open_synthetic_text(ds, cfg, split, err);
+    else st = qft_fail(err, QFT_ERR_INVALID, "data.dataset: unknown dataset '%s'", cfg->data.dataset);
+    if (st != QFT_OK) {
+        qft_dataset_free(ds);
+        return st;
+    }
+    long limit = split == 0 ? cfg->data.train_limit : cfg->data.eval_limit;
+    if (limit > 0 && limit < ds->count) ds->count = (int)limit;
+    return QFT_OK;
+}
+
+void qft_dataset_free(qft_dataset *ds) {
+    qft_idx_free(&ds->idx);
+    free(ds->ids);
+    free(ds->types);
+    free(ds->mask);
+    free(ds->labels);
+    memset(ds, 0, sizeof *ds);
+}
+
+qft_status qft_batch_buffer_init(qft_batch_buffer *buf, const qft_dataset *ds, int capacity, qft_error *err) {
+    memset(buf, 0, sizeof *buf);
+    buf->capacity = capacity;
+    buf->labels = calloc((size_t)capacity, sizeof(int32_t));
+    int ok = buf->labels != NULL;
+    if (ds->kind == QFT_DATASET_IMAGES) {
+        buf->images = calloc((size_t)capacity * ds->idx.rows * ds->idx.cols, sizeof(float));
+        ok = ok && buf->images;
+    } else {
+        size_t n = (size_t)capacity * ds->seq_len;
+        buf->ids = calloc(n, sizeof(int32_t));
+        buf->types = calloc(n, sizeof(int32_t));
+        buf->mask = calloc(n, sizeof(float));
+        ok = ok && buf->ids && buf->types && buf->mask;
+    }
+    if (!ok) {
+        qft_batch_buffer_free(buf);
+        return qft_fail(err, QFT_ERR_OOM, "out of memory for a batch of %d", capacity);
+    }
+    return QFT_OK;
+}
+
+void qft_batch_buffer_free(qft_batch_buffer *buf) {
+    free(buf->images);
+    free(buf->ids);
+    free(buf->types);
+    free(buf->mask);
+    free(buf->labels);
+    memset(buf, 0, sizeof *buf);
+}
+
+void qft_dataset_fill(const qft_dataset *ds, const int *indices, int n, qft_batch_buffer *buf) {
+    qft_batch *b = &buf->batch;
+    memset(b, 0, sizeof *b);
+    b->batch_size = n;
+    b->labels = buf->labels;
+    if (ds->kind == QFT_DATASET_IMAGES) {
+        size_t pixels = (size_t)ds->idx.rows * ds->idx.cols;
+        float scale = 1.0f / (255.0f * ds->std), shift = ds->mean / ds->std;
+        for (int i = 0; i < n; i++) {
+            const uint8_t *src = ds->idx.pixels + (size_t)indices[i] * pixels;
+            float *dst = buf->images + (size_t)i * pixels;
+            for (size_t j = 0; j < pixels; j++) dst[j] = (float)src[j] * scale - shift;
+            buf->labels[i] = ds->idx.labels[indices[i]];
+        }
+        b->images = buf->images;
+        b->seq_len = 0;
+        return;
+    }
+    // Text: trim the batch to its longest row so short batches cost less.
+    int T = ds->seq_len, used = 1;
+    for (int i = 0; i < n; i++)
+        for (int t = T - 1; t >= used; t--)
+            if (ds->mask[(size_t)indices[i] * T + t] != 0.0f) {
+                used = t + 1;
+                break;
+            }
+    for (int i = 0; i < n; i++) {
+        size_t src = (size_t)indices[i] * T, dst = (size_t)i * used;
+        memcpy(buf->ids + dst, ds->ids + src, (size_t)used * sizeof(int32_t));
+        memcpy(buf->types + dst, ds->types + src, (size_t)used * sizeof(int32_t));
+        memcpy(buf->mask + dst, ds->mask + src, (size_t)used * sizeof(float));
+        buf->labels[i] = ds->labels[indices[i]];
+    }
+    b->seq_len = used;
+    b->input_ids = buf->ids;
+    b->token_type_ids = buf->types;
+    b->attention_mask = buf->mask;
+}
+
+void qft_epoch_order(int *order, int count, uint64_t seed, uint64_t epoch, int shuffle) {
+    for (int i = 0; i < count; i++) order[i] = i;
+    if (!shuffle) return;
+    for (int i = count - 1; i > 0; i--) {
+        // 24-bit uniforms are too coarse above 2^24 examples; combine two draws for the index.
+        float u = qft_philox_uniform(seed, 0x5EEDu + epoch, 2 * (uint64_t)i);
+        float v = qft_philox_uniform(seed, 0x5EEDu + epoch, 2 * (uint64_t)i + 1);
+        double r = ((double)u + (double)v / 16777216.0);
+        int j = (int)(r * (double)(i + 1));
+        if (j > i) j = i;
+        int tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+}

@@ -1,0 +1,113 @@
+// `qft <command>` entry point: parses the command line, loads the config, dispatches, and prints
+// the one-line JSON summary last on stdout. The only place with process-wide state (signal flag).
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "io/config.h"
+#include "train/trainer.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_stop_signal(int signum) {
+    (void)signum;
+    stop_requested = 1;
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: qft <command> [--config FILE] [key.path=value ...]\n"
+            "commands:\n"
+            "  train        train (or fine-tune) a model; resumes from the run's newest checkpoint\n"
+            "  eval         evaluate eval.checkpoint (default: the run's newest checkpoint)\n"
+            "  config-docs  print the reference of every config key (configs/README.md)\n"
+            "  config       print the resolved config\n");
+}
+
+// JSON string escaping for messages in the summary line.
+static void print_json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+static int fail(const char *command, const qft_error *err) {
+    fprintf(stderr, "qft %s: error: %s\n", command, err->message);
+    printf("{\"command\": \"%s\", \"ok\": false, \"error\": ", command);
+    print_json_string(err->message);
+    printf("}\n");
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "config-docs") == 0) {
+        qft_config_write_docs(stdout);
+        return 0;
+    }
+    int known = strcmp(command, "train") == 0 || strcmp(command, "eval") == 0 || strcmp(command, "config") == 0;
+    if (!known) {
+        fprintf(stderr, "qft: unknown command '%s'\n", command);
+        usage(stderr);
+        return 2;
+    }
+
+    qft_config cfg;
+    qft_error err = {{0}};
+    qft_config_defaults(&cfg);
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                qft_fail(&err, QFT_ERR_INVALID, "--config needs a file name");
+                return fail(command, &err);
+            }
+            if (qft_config_load_file(&cfg, argv[++i], &err) != QFT_OK) return fail(command, &err);
+        } else if (strchr(argv[i], '=')) {
+            if (qft_config_override(&cfg, argv[i], &err) != QFT_OK) return fail(command, &err);
+        } else {
+            qft_fail(&err, QFT_ERR_INVALID, "unexpected argument '%s' (expected --config FILE or key.path=value)",
+                     argv[i]);
+            return fail(command, &err);
+        }
+    }
+    if (qft_config_validate(&cfg, &err) != QFT_OK) return fail(command, &err);
+
+    if (strcmp(command, "config") == 0) {
+        return qft_config_write(&cfg, "/dev/stdout", &err) == QFT_OK ? 0 : fail(command, &err);
+    }
+    if (strcmp(command, "eval") == 0) {
+        qft_eval_summary ev;
+        if (qft_evaluate(&cfg, &ev, &err) != QFT_OK) return fail(command, &err);
+        printf("{\"command\": \"eval\", \"ok\": true, \"examples\": %ld, \"loss\": %.6f, \"accuracy\": %.6f}\n",
+               ev.examples, ev.loss, ev.accuracy);
+        return 0;
+    }
+
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
+    qft_train_summary summary;
+    if (qft_train(&cfg, &stop_requested, &summary, &err) != QFT_OK) return fail(command, &err);
+    printf("{\"command\": \"train\", \"ok\": true, \"run\": ");
+    print_json_string(cfg.run.name);
+    printf(", \"steps\": %ld, \"steps_this_run\": %ld, \"resumed\": %s, \"interrupted\": %s, \"final_loss\": %.6f, "
+           "\"eval_loss\": %.6f, \"eval_accuracy\": %.6f, \"train_seconds\": %.2f, \"ms_per_step\": %.3f, "
+           "\"peak_rss_mb\": %.1f, \"checkpoint\": ",
+           summary.steps_done, summary.steps_this_run, summary.resumed ? "true" : "false",
+           summary.interrupted ? "true" : "false", summary.final_loss, summary.eval_loss, summary.eval_accuracy,
+           summary.train_seconds, summary.ms_per_step, summary.peak_rss_mb);
+    print_json_string(summary.checkpoint);
+    printf("}\n");
+    return 0;
+}

@@ -1,0 +1,177 @@
+// BERT specifics: Hugging Face parameter names, token + position + segment embeddings with their
+// LayerNorm, the tanh pooler on [CLS] and the classification / regression head.
+#include <stdio.h>
+
+#include "model_parts.h"
+
+static qft_status add_param(qft_model *m, const char *name, int ndim, const int64_t *shape, qft_param_init init,
+                            int is_head, qft_error *err) {
+    if (qft_param_table_add(&m->table, name, ndim, shape, init, is_head) == (size_t)-1)
+        return qft_fail(err, QFT_ERR_OOM, "out of memory registering parameter %s", name);
+    return QFT_OK;
+}
+
+#define TRY(expr)                             \
+    do {                                      \
+        qft_status status_ = (expr);          \
+        if (status_ != QFT_OK) return status_; \
+    } while (0)
+
+qft_status qft_bert_register_params(qft_model *m, qft_error *err) {
+    const char *p = m->prefix;
+    char name[QFT_PARAM_NAME_MAX];
+    int64_t D = m->D, F = m->F, L = m->num_labels;
+
+    snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", p);
+    TRY(add_param(m, name, 2, (int64_t[]){m->vocab_size, D}, QFT_INIT_NORMAL, 0, err));
+    snprintf(name, sizeof name, "%sembeddings.position_embeddings.weight", p);
+    TRY(add_param(m, name, 2, (int64_t[]){m->max_positions, D}, QFT_INIT_NORMAL, 0, err));
+    snprintf(name, sizeof name, "%sembeddings.token_type_embeddings.weight", p);
+    TRY(add_param(m, name, 2, (int64_t[]){m->type_vocab_size, D}, QFT_INIT_NORMAL, 0, err));
+    snprintf(name, sizeof name, "%sembeddings.LayerNorm.weight", p);
+    TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ONES, 0, err));
+    snprintf(name, sizeof name, "%sembeddings.LayerNorm.bias", p);
+    TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 0, err));
+
+    // HF checkpoint order within a layer; bind_weights below walks the same order.
+    static const struct { const char *suffix; int out_is_ffn; int in_is_ffn; int is_norm; } layer_params[] = {
+        {"attention.self.query", 0, 0, 0},
+        {"attention.self.key", 0, 0, 0},
+        {"attention.self.value", 0, 0, 0},
+        {"attention.output.dense", 0, 0, 0},
+        {"attention.output.LayerNorm", 0, 0, 1},
+        {"intermediate.dense", 1, 0, 0},
+        {"output.dense", 0, 1, 0},
+        {"output.LayerNorm", 0, 0, 1},
+    };
+    for (int l = 0; l < m->num_layers; l++) {
+        for (size_t i = 0; i < sizeof layer_params / sizeof layer_params[0]; i++) {
+            int64_t out = layer_params[i].out_is_ffn ? F : D, in = layer_params[i].in_is_ffn ? F : D;
+            snprintf(name, sizeof name, "%sencoder.layer.%d.%s.weight", p, l, layer_params[i].suffix);
+            if (layer_params[i].is_norm)
+                TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ONES, 0, err));
+            else
+                TRY(add_param(m, name, 2, (int64_t[]){out, in}, QFT_INIT_NORMAL, 0, err));
+            snprintf(name, sizeof name, "%sencoder.layer.%d.%s.bias", p, l, layer_params[i].suffix);
+            TRY(add_param(m, name, 1, (int64_t[]){out}, QFT_INIT_ZEROS, 0, err));
+        }
+    }
+    if (m->use_pooler) {
+        snprintf(name, sizeof name, "%spooler.dense.weight", p);
+        TRY(add_param(m, name, 2, (int64_t[]){D, D}, QFT_INIT_NORMAL, 1, err));
+        snprintf(name, sizeof name, "%spooler.dense.bias", p);
+        TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 1, err));
+    }
+    TRY(add_param(m, "classifier.weight", 2, (int64_t[]){L, D}, QFT_INIT_NORMAL, 1, err));
+    TRY(add_param(m, "classifier.bias", 1, (int64_t[]){L}, QFT_INIT_ZEROS, 1, err));
+    return QFT_OK;
+}
+
+void qft_bert_bind_weights(qft_model *m, float *base, qft_model_weights *w) {
+    const qft_param *it = m->table.items;
+    w->word = base + (it++)->offset;
+    w->position = base + (it++)->offset;
+    w->token_type = base + (it++)->offset;
+    w->emb_ln_w = base + (it++)->offset;
+    w->emb_ln_b = base + (it++)->offset;
+    for (int l = 0; l < m->num_layers; l++) {
+        qft_layer_params *lp = &w->layers[l];
+        lp->q_w = base + (it++)->offset; lp->q_b = base + (it++)->offset;
+        lp->k_w = base + (it++)->offset; lp->k_b = base + (it++)->offset;
+        lp->v_w = base + (it++)->offset; lp->v_b = base + (it++)->offset;
+        lp->o_w = base + (it++)->offset; lp->o_b = base + (it++)->offset;
+        lp->ln1_w = base + (it++)->offset; lp->ln1_b = base + (it++)->offset;
+        lp->fc1_w = base + (it++)->offset; lp->fc1_b = base + (it++)->offset;
+        lp->fc2_w = base + (it++)->offset; lp->fc2_b = base + (it++)->offset;
+        lp->ln2_w = base + (it++)->offset; lp->ln2_b = base + (it++)->offset;
+    }
+    if (m->use_pooler) {
+        w->pool_w = base + (it++)->offset;
+        w->pool_b = base + (it++)->offset;
+    }
+    w->head_w = base + (it++)->offset;
+    w->head_b = base + (it++)->offset;
+}
+
+void qft_bert_embed_forward(qft_model *m, int training, uint64_t seed, uint64_t step) {
+    const qft_backend *be = m->be;
+    int N = m->cur_B * m->cur_T, D = m->D;
+    qft_model_acts *a = &m->acts;
+    be->zero(a->emb_sum, (size_t)N * D * sizeof(float));
+    be->embedding_forward(a->emb_sum, m->dev_ids, m->w.word, N, D);
+    be->embedding_forward(a->emb_sum, m->dev_positions, m->w.position, N, D);
+    be->embedding_forward(a->emb_sum, m->dev_types, m->w.token_type, N, D);
+    be->layernorm_forward(a->x0, a->emb_mean, a->emb_rstd, a->emb_sum, m->w.emb_ln_w, m->w.emb_ln_b, N, D,
+                          m->ln_eps);
+    if (training && m->dropout > 0.0f)
+        be->dropout_forward(a->x0, a->x0, (size_t)N * D, m->dropout, seed, qft_dropout_stream(step, QFT_SITE_EMBED));
+}
+
+void qft_bert_embed_backward(qft_model *m, uint64_t seed, uint64_t step) {
+    const qft_backend *be = m->be;
+    int N = m->cur_B * m->cur_T, D = m->D;
+    size_t n = (size_t)N * D;
+    const float *d_x0 = m->gs.d_stream;
+    if (m->dropout > 0.0f) {
+        be->zero(m->gs.d_emb, n * sizeof(float));
+        be->dropout_backward(m->gs.d_emb, m->gs.d_stream, n, m->dropout, seed, qft_dropout_stream(step, QFT_SITE_EMBED));
+        d_x0 = m->gs.d_emb;
+    }
+    // The LN input gradient goes to a free [N, D] buffer, then scatters into the three tables.
+    float *d_sum = m->gs.layer.d_tmp;
+    be->zero(d_sum, n * sizeof(float));
+    be->layernorm_backward(d_sum, m->g.emb_ln_w, m->g.emb_ln_b, d_x0, m->acts.emb_sum, m->w.emb_ln_w,
+                           m->acts.emb_mean, m->acts.emb_rstd, N, D);
+    be->embedding_backward(m->g.word, d_sum, m->dev_ids, N, D);
+    be->embedding_backward(m->g.position, d_sum, m->dev_positions, N, D);
+    be->embedding_backward(m->g.token_type, d_sum, m->dev_types, N, D);
+}
+
+void qft_bert_head_forward(qft_model *m, const float *encoder_out, int training, uint64_t seed, uint64_t step) {
+    const qft_backend *be = m->be;
+    int B = m->cur_B, T = m->cur_T, D = m->D, L = m->num_labels;
+    qft_model_acts *a = &m->acts;
+    be->select_token_forward(a->cls_rows, encoder_out, B, T, D, 0);
+    const float *features = a->cls_rows;
+    if (m->use_pooler) {
+        be->linear_forward(a->pooled_pre, a->cls_rows, m->w.pool_w, m->w.pool_b, B, D, D);
+        be->tanh_forward(a->pooled, a->pooled_pre, (size_t)B * D);
+        features = a->pooled;
+    }
+    // HF applies classifier dropout to the pooled output; it is done in a copy so backward still
+    // sees the tanh output it needs.
+    if (training && m->dropout > 0.0f) {
+        be->dropout_forward(a->dist_rows, features, (size_t)B * D, m->dropout, seed,
+                            qft_dropout_stream(step, QFT_SITE_POOLER));
+        features = a->dist_rows;
+    }
+    be->linear_forward(a->logits, features, m->w.head_w, m->w.head_b, B, D, L);
+}
+
+void qft_bert_head_backward(qft_model *m, const float *encoder_out, uint64_t seed, uint64_t step) {
+    const qft_backend *be = m->be;
+    int B = m->cur_B, T = m->cur_T, D = m->D, L = m->num_labels;
+    qft_model_acts *a = &m->acts;
+    qft_model_grad_scratch *s = &m->gs;
+    size_t bd = (size_t)B * D;
+    const float *features = m->use_pooler ? a->pooled : a->cls_rows;
+    int dropped = m->dropout > 0.0f;
+    float *d_features = s->d_pooled;
+    be->zero(d_features, bd * sizeof(float));
+    be->linear_backward(d_features, m->g.head_w, m->g.head_b, s->d_logits, dropped ? a->dist_rows : features,
+                        m->w.head_w, B, D, L);
+    if (dropped) {
+        be->zero(s->d_rows2, bd * sizeof(float));
+        be->dropout_backward(s->d_rows2, d_features, bd, m->dropout, seed, qft_dropout_stream(step, QFT_SITE_POOLER));
+        d_features = s->d_rows2;
+    }
+    be->zero(s->d_rows, bd * sizeof(float));
+    if (m->use_pooler) {
+        be->zero(s->d_pooled_pre, bd * sizeof(float));
+        be->tanh_backward(s->d_pooled_pre, a->pooled, d_features, bd);
+        be->linear_backward(s->d_rows, m->g.pool_w, m->g.pool_b, s->d_pooled_pre, a->cls_rows, m->w.pool_w, B, D, D);
+    } else {
+        be->add_backward(s->d_rows, NULL, d_features, bd);
+    }
+    be->select_token_backward(s->d_stream, s->d_rows, B, T, D, 0);
+}

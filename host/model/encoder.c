@@ -1,0 +1,169 @@
+// Forward and backward of one transformer encoder layer over backend ops, pre-LN and post-LN.
+// Both placements share the attention and MLP sub-blocks; only where LayerNorm sits differs.
+#include "encoder.h"
+
+#include <math.h>
+
+size_t qft_layer_acts_floats(int N, int D, int F, size_t probs_floats) {
+    size_t nd = (size_t)N * D, nf = (size_t)N * F;
+    // ln1_out q k v attn proj resid1 ln2_out fc2 resid2 = 10 x [N,D]; fc1 gelu = 2 x [N,F]; 4 x [N] stats
+    return 10 * nd + 2 * nf + 4 * (size_t)N + probs_floats;
+}
+
+void qft_layer_acts_carve(qft_layer_acts *a, float *block, int N, int D, int F, size_t probs_floats) {
+    size_t nd = (size_t)N * D, nf = (size_t)N * F;
+    float *p = block;
+    a->ln1_out = p; p += nd;
+    a->q = p; p += nd;
+    a->k = p; p += nd;
+    a->v = p; p += nd;
+    a->attn = p; p += nd;
+    a->proj = p; p += nd;
+    a->resid1 = p; p += nd;
+    a->ln2_out = p; p += nd;
+    a->fc2 = p; p += nd;
+    a->resid2 = p; p += nd;
+    a->fc1 = p; p += nf;
+    a->gelu = p; p += nf;
+    a->ln1_mean = p; p += N;
+    a->ln1_rstd = p; p += N;
+    a->ln2_mean = p; p += N;
+    a->ln2_rstd = p; p += N;
+    a->probs = p;
+}
+
+const float *qft_encoder_output(const qft_layer_acts *a, int prenorm) {
+    return prenorm ? a->resid2 : a->ln2_out;
+}
+
+// Dropout streams within a layer: one per dropout site.
+enum { STREAM_ATTN_PROJ = 0, STREAM_MLP_OUT = 1 };
+
+static void maybe_dropout_forward(const qft_backend *be, const qft_layer_shape *s, float *x, size_t n, int site) {
+    if (s->dropout > 0.0f) be->dropout_forward(x, x, n, s->dropout, s->seed, s->stream_base + (uint64_t)site);
+}
+
+// Returns the gradient w.r.t. the pre-dropout tensor: dout itself when dropout is off,
+// else the masked copy written into scratch (zeroed first since backward ops accumulate).
+static const float *maybe_dropout_backward(const qft_backend *be, const qft_layer_shape *s, const float *dout,
+                                           float *scratch, size_t n, int site) {
+    if (s->dropout <= 0.0f) return dout;
+    be->zero(scratch, n * sizeof(float));
+    be->dropout_backward(scratch, dout, n, s->dropout, s->seed, s->stream_base + (uint64_t)site);
+    return scratch;
+}
+
+// attn(x_in) -> a->proj (after dropout): q/k/v projections, attention core, output projection.
+static void attention_block_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                                    qft_layer_acts *a, const float *x_in) {
+    int N = s->B * s->T, D = s->D;
+    be->linear_forward(a->q, x_in, p->q_w, p->q_b, N, D, D);
+    be->linear_forward(a->k, x_in, p->k_w, p->k_b, N, D, D);
+    be->linear_forward(a->v, x_in, p->v_w, p->v_b, N, D, D);
+    int HS = D / s->NH;
+    be->attention_forward(a->attn, a->probs, a->q, a->k, a->v, s->key_mask, s->B, s->T, s->NH, HS,
+                          1.0f / sqrtf((float)HS));
+    be->linear_forward(a->proj, a->attn, p->o_w, p->o_b, N, D, D);
+    maybe_dropout_forward(be, s, a->proj, (size_t)N * D, STREAM_ATTN_PROJ);
+}
+
+// d_proj: gradient at the attention block's output; accumulates dL/dx_in into d_x_in.
+static void attention_block_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                                     const qft_layer_params *g, const qft_layer_acts *a, const float *x_in,
+                                     qft_layer_scratch *sc, const float *d_proj, float *d_x_in) {
+    int N = s->B * s->T, D = s->D, HS = D / s->NH;
+    size_t nd = (size_t)N * D;
+    const float *d_proj_pre = maybe_dropout_backward(be, s, d_proj, sc->d_tmp, nd, STREAM_ATTN_PROJ);
+    be->zero(sc->d_attn, nd * sizeof(float));
+    be->linear_backward(sc->d_attn, g->o_w, g->o_b, d_proj_pre, a->attn, p->o_w, N, D, D);
+    be->zero(sc->d_q, nd * sizeof(float));
+    be->zero(sc->d_k, nd * sizeof(float));
+    be->zero(sc->d_v, nd * sizeof(float));
+    be->attention_backward(sc->d_q, sc->d_k, sc->d_v, sc->d_attn, a->probs, a->q, a->k, a->v, s->B, s->T,
+                           s->NH, HS, 1.0f / sqrtf((float)HS));
+    be->linear_backward(d_x_in, g->q_w, g->q_b, sc->d_q, x_in, p->q_w, N, D, D);
+    be->linear_backward(d_x_in, g->k_w, g->k_b, sc->d_k, x_in, p->k_w, N, D, D);
+    be->linear_backward(d_x_in, g->v_w, g->v_b, sc->d_v, x_in, p->v_w, N, D, D);
+}
+
+// mlp(x_in) -> a->fc2 (after dropout).
+static void mlp_block_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                              qft_layer_acts *a, const float *x_in) {
+    int N = s->B * s->T, D = s->D, F = s->F;
+    be->linear_forward(a->fc1, x_in, p->fc1_w, p->fc1_b, N, D, F);
+    be->gelu_forward(a->gelu, a->fc1, (size_t)N * F, s->gelu);
+    be->linear_forward(a->fc2, a->gelu, p->fc2_w, p->fc2_b, N, F, D);
+    maybe_dropout_forward(be, s, a->fc2, (size_t)N * D, STREAM_MLP_OUT);
+}
+
+static void mlp_block_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                               const qft_layer_params *g, const qft_layer_acts *a, const float *x_in,
+                               qft_layer_scratch *sc, const float *d_out, float *d_x_in) {
+    int N = s->B * s->T, D = s->D, F = s->F;
+    size_t nf = (size_t)N * F;
+    const float *d_fc2 = maybe_dropout_backward(be, s, d_out, sc->d_tmp, (size_t)N * D, STREAM_MLP_OUT);
+    be->zero(sc->d_gelu, nf * sizeof(float));
+    be->linear_backward(sc->d_gelu, g->fc2_w, g->fc2_b, d_fc2, a->gelu, p->fc2_w, N, F, D);
+    be->zero(sc->d_fc1, nf * sizeof(float));
+    be->gelu_backward(sc->d_fc1, a->fc1, sc->d_gelu, nf, s->gelu);
+    be->linear_backward(d_x_in, g->fc1_w, g->fc1_b, sc->d_fc1, x_in, p->fc1_w, N, D, F);
+}
+
+void qft_encoder_prenorm_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                                 qft_layer_acts *a, const float *x) {
+    int N = s->B * s->T, D = s->D;
+    size_t nd = (size_t)N * D;
+    be->layernorm_forward(a->ln1_out, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, D, s->ln_eps);
+    attention_block_forward(be, s, p, a, a->ln1_out);
+    be->add_forward(a->resid1, x, a->proj, nd);
+    be->layernorm_forward(a->ln2_out, a->ln2_mean, a->ln2_rstd, a->resid1, p->ln2_w, p->ln2_b, N, D, s->ln_eps);
+    mlp_block_forward(be, s, p, a, a->ln2_out);
+    be->add_forward(a->resid2, a->resid1, a->fc2, nd);
+}
+
+void qft_encoder_prenorm_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                                  const qft_layer_params *g, const qft_layer_acts *a, const float *x,
+                                  qft_layer_scratch *sc, float *d_stream) {
+    int N = s->B * s->T, D = s->D;
+    size_t nd = (size_t)N * D;
+    // y = h + mlp(LN2(h)): the MLP path reads dL/dy from d_stream before LN2's backward adds its part,
+    // after which d_stream holds dL/dh.
+    be->zero(sc->d_ln, nd * sizeof(float));
+    mlp_block_backward(be, s, p, g, a, a->ln2_out, sc, d_stream, sc->d_ln);
+    be->layernorm_backward(d_stream, g->ln2_w, g->ln2_b, sc->d_ln, a->resid1, p->ln2_w, a->ln2_mean, a->ln2_rstd,
+                           N, D);
+    // h = x + attn(LN1(x)): same pattern, d_stream ends as dL/dx.
+    be->zero(sc->d_ln, nd * sizeof(float));
+    attention_block_backward(be, s, p, g, a, a->ln1_out, sc, d_stream, sc->d_ln);
+    be->layernorm_backward(d_stream, g->ln1_w, g->ln1_b, sc->d_ln, x, p->ln1_w, a->ln1_mean, a->ln1_rstd, N, D);
+}
+
+void qft_encoder_postnorm_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                                  qft_layer_acts *a, const float *x) {
+    int N = s->B * s->T, D = s->D;
+    size_t nd = (size_t)N * D;
+    attention_block_forward(be, s, p, a, x);
+    be->add_forward(a->resid1, x, a->proj, nd);
+    be->layernorm_forward(a->ln1_out, a->ln1_mean, a->ln1_rstd, a->resid1, p->ln1_w, p->ln1_b, N, D, s->ln_eps);
+    mlp_block_forward(be, s, p, a, a->ln1_out);
+    be->add_forward(a->resid2, a->ln1_out, a->fc2, nd);
+    be->layernorm_forward(a->ln2_out, a->ln2_mean, a->ln2_rstd, a->resid2, p->ln2_w, p->ln2_b, N, D, s->ln_eps);
+}
+
+void qft_encoder_postnorm_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                                   const qft_layer_params *g, const qft_layer_acts *a, const float *x,
+                                   qft_layer_scratch *sc, float *d_stream) {
+    int N = s->B * s->T, D = s->D;
+    size_t nd = (size_t)N * D;
+    float *d_mid = sc->d_stream2;
+    // y = LN2(a + mlp(a)): d_mid = dL/d(resid2), then the MLP path adds into it, giving dL/da.
+    be->zero(d_mid, nd * sizeof(float));
+    be->layernorm_backward(d_mid, g->ln2_w, g->ln2_b, d_stream, a->resid2, p->ln2_w, a->ln2_mean, a->ln2_rstd,
+                           N, D);
+    mlp_block_backward(be, s, p, g, a, a->ln1_out, sc, d_mid, d_mid);
+    // a = LN1(x + attn(x)): d_stream = dL/d(resid1), then the attention path adds into it: dL/dx.
+    be->zero(d_stream, nd * sizeof(float));
+    be->layernorm_backward(d_stream, g->ln1_w, g->ln1_b, d_mid, a->resid1, p->ln1_w, a->ln1_mean, a->ln1_rstd,
+                           N, D);
+    attention_block_backward(be, s, p, g, a, x, sc, d_stream, d_stream);
+}

@@ -1,0 +1,125 @@
+// A transformer classifier (ViT, DeiT or BERT) as one parameter table, one gradient buffer and one
+// activation block, with explicit forward and backward over the backend op table (no autograd).
+#ifndef QFT_MODEL_MODEL_H
+#define QFT_MODEL_MODEL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../backend/backend.h"
+#include "../core/status.h"
+#include "../io/config.h"
+#include "encoder.h"
+#include "params.h"
+
+typedef enum { QFT_MODEL_VIT = 0, QFT_MODEL_DEIT, QFT_MODEL_BERT } qft_model_kind;
+
+// One batch on the host. Vision models read images; BERT reads the token arrays.
+typedef struct {
+    int batch_size;
+    int seq_len;                    // BERT: tokens per row (<= max_seq_len); vision: ignored
+    const float *images;            // [B, C, H, W]
+    const int32_t *input_ids;       // [B, T]
+    const int32_t *token_type_ids;  // [B, T] (NULL = all zeros)
+    const float *attention_mask;    // [B, T] 1 = token, 0 = padding (NULL = all ones)
+    const int32_t *labels;          // [B] class index (classification), < 0 = ignore
+    const float *targets;           // [B] regression targets (num_labels == 1)
+} qft_batch;
+
+typedef struct {
+    float *patch_w, *patch_b, *cls, *dist, *pos;   // vision embeddings
+    float *word, *position, *token_type;           // text embeddings
+    float *emb_ln_w, *emb_ln_b;                    // BERT embedding LayerNorm
+    float *final_ln_w, *final_ln_b;                // ViT final LayerNorm
+    float *pool_w, *pool_b;                        // BERT pooler
+    float *head_w, *head_b;                        // classifier (DeiT: cls_classifier)
+    float *head2_w, *head2_b;                      // DeiT distillation_classifier
+    qft_layer_params *layers;                      // [num_layers]
+} qft_model_weights;
+
+typedef struct {
+    float *patches, *patch_emb;          // vision: patchified images, projected patches
+    float *emb_sum, *emb_mean, *emb_rstd; // BERT: token+position+type sum and its LN stats
+    float *x0;                           // encoder input [N, D]
+    float *final_ln, *final_mean, *final_rstd;  // ViT final LayerNorm (BERT: unused)
+    float *cls_rows, *dist_rows;         // [B, D] selected tokens
+    float *pooled_pre, *pooled;          // BERT pooler before/after tanh [B, D]
+    float *logits, *logits2, *logits_sum; // [B, L] (DeiT: two heads, averaged into logits_sum)
+    float *losses, *probs;               // [B], [B, L]
+    qft_layer_acts *layers;              // [num_layers]
+} qft_model_acts;
+
+typedef struct {
+    float *d_stream;                     // [N, D] residual-stream gradient
+    float *d_rows, *d_rows2;             // [B, D]
+    float *d_pooled, *d_pooled_pre;      // [B, D]
+    float *d_logits, *d_logits2;         // [B, L]
+    float *d_emb;                        // [N, D]
+    float *d_patch_emb;                  // [B*NP, D]
+    qft_layer_scratch layer;
+} qft_model_grad_scratch;
+
+typedef struct qft_model {
+    qft_model_kind kind;
+    const qft_backend *be;
+    int D, num_layers, NH, F, num_labels;
+    int image_size, patch_size, channels, num_patches, n_prefix;  // vision
+    int vocab_size, max_positions, type_vocab_size, use_pooler;   // text
+    int max_B, max_T;
+    float ln_eps, dropout;
+    qft_gelu_kind gelu;
+    const char *prefix;                  // "vit.", "deit." or "bert."
+
+    qft_param_table table;
+    float *params, *grads;               // backend memory, table.total_floats each
+    qft_model_weights w, g;              // named views into params and grads
+
+    float *act_memory;
+    qft_model_acts acts;
+    qft_model_grad_scratch gs;
+
+    // device copies of the current batch
+    float *dev_images, *dev_mask, *dev_targets;
+    int32_t *dev_ids, *dev_types, *dev_positions, *dev_labels;
+    int cur_B, cur_T, has_mask;
+    int cur_counted;        // rows that carry a label/target (labels >= 0)
+    int cur_has_targets;
+    float label_smoothing;  // set by the trainer (train.label_smoothing)
+} qft_model;
+
+// Builds the parameter table and allocates parameters, gradients and activations for batches of up
+// to max_batch rows (and cfg->data.max_seq_len tokens for BERT). Parameters are initialized randomly.
+qft_status qft_model_create(qft_model *m, const qft_model_config *cfg, int max_batch, int max_seq_len,
+                            const qft_backend *be, uint64_t seed, qft_error *err);
+void qft_model_free(qft_model *m);
+
+// Tokens per row of the encoder for the model's inputs (vision: patches + prefix tokens).
+int qft_model_seq_len(const qft_model *m);
+
+// Copies a host batch to the device buffers; checks sizes, ids and labels against the model.
+qft_status qft_model_set_batch(qft_model *m, const qft_batch *batch, qft_error *err);
+
+// Forward over the current batch. training != 0 applies dropout keyed by (seed, step).
+// Returns the mean loss over counted rows (labels >= 0), or NAN if the batch has no labels.
+float qft_model_forward(qft_model *m, int training, uint64_t seed, uint64_t step);
+
+// Backward of (mean loss * loss_scale); ACCUMULATES into m->grads (zero them per optimizer step).
+void qft_model_backward(qft_model *m, float loss_scale, uint64_t seed, uint64_t step);
+
+void qft_model_zero_grads(qft_model *m);
+
+// Host copies of results of the last forward.
+void qft_model_read_logits(const qft_model *m, float *host_logits);        // [B, num_labels]
+void qft_model_read_hidden(const qft_model *m, float *host_hidden);        // [B, T, D] last encoder output
+
+// Hugging Face safetensors import. Names are matched as is, or without the family prefix ("bert.")
+// for bare encoder checkpoints such as all-MiniLM-L6-v2. Every shape is checked. Missing head
+// tensors (classifier, pooler) keep their random init and are listed on log; any other missing
+// tensor is an error naming it. Unexpected tensors are listed on log (log may be NULL).
+// *missing_head (may be NULL) receives the number of head tensors left at their init.
+qft_status qft_model_import(qft_model *m, const char *path, FILE *log, int *missing_head, qft_error *err);
+
+// Writes every parameter under its HF name, as F32, F16 or BF16 (dtype from host/io/safetensors.h).
+qft_status qft_model_export(const qft_model *m, const char *path, int dtype, qft_error *err);
+
+#endif

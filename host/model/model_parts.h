@@ -1,0 +1,36 @@
+// Internal interface between model.c (shared encoder stack, buffers, loss) and the model families
+// vit.c and bert.c (their parameter names, embeddings and heads). Not used outside host/model/.
+#ifndef QFT_MODEL_PARTS_H
+#define QFT_MODEL_PARTS_H
+
+#include "model.h"
+
+// Registers the family's parameters in m->table (HF names and shapes).
+qft_status qft_vit_register_params(qft_model *m, qft_error *err);
+qft_status qft_bert_register_params(qft_model *m, qft_error *err);
+
+// Points m->w / m->g fields at the registered parameters.
+void qft_vit_bind_weights(qft_model *m, float *base, qft_model_weights *w);
+void qft_bert_bind_weights(qft_model *m, float *base, qft_model_weights *w);
+
+// Embeddings: write the encoder input m->acts.x0 from the current batch.
+void qft_vit_embed_forward(qft_model *m, int training, uint64_t seed, uint64_t step);
+void qft_bert_embed_forward(qft_model *m, int training, uint64_t seed, uint64_t step);
+// Embedding backward from dL/dx0 (in m->gs.d_stream).
+void qft_vit_embed_backward(qft_model *m, uint64_t seed, uint64_t step);
+void qft_bert_embed_backward(qft_model *m, uint64_t seed, uint64_t step);
+
+// Heads: from the encoder output to m->acts.logits.
+void qft_vit_head_forward(qft_model *m, const float *encoder_out);
+void qft_bert_head_forward(qft_model *m, const float *encoder_out, int training, uint64_t seed, uint64_t step);
+// Head backward from m->gs.d_logits; writes dL/d(encoder_out) into m->gs.d_stream (zeroed by the caller).
+void qft_vit_head_backward(qft_model *m, const float *encoder_out);
+void qft_bert_head_backward(qft_model *m, const float *encoder_out, uint64_t seed, uint64_t step);
+
+// Dropout stream ids: unique per (step, site) so masks never repeat across steps or sites.
+static inline uint64_t qft_dropout_stream(uint64_t step, int site) {
+    return (step << 16) | (uint64_t)site;
+}
+enum { QFT_SITE_EMBED = 0xFFF0, QFT_SITE_POOLER = 0xFFF1 };  // encoder layers use 4*layer + {0,1}
+
+#endif

@@ -1,0 +1,138 @@
+// Checkpoint write (atomic, via the safetensors writer), load, and discovery of the newest one.
+// Parameters keep their HF names; optimizer moments are two flat tensors over the parameter buffer.
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../io/safetensors.h"
+
+#define MOMENT1_NAME "optimizer.exp_avg"
+#define MOMENT2_NAME "optimizer.exp_avg_sq"
+
+static int parse_step_file(const char *name, long *step) {
+    char tail[32];
+    if (sscanf(name, "step_%ld.safetensor%31s", step, tail) == 2 && strcmp(tail, "s") == 0) return 1;
+    return 0;
+}
+
+// Deletes all but the newest `keep` step files.
+static void prune_checkpoints(const char *dir, int keep) {
+    long steps[4096];
+    int count = 0;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) && count < 4096) {
+        long step;
+        if (parse_step_file(e->d_name, &step)) steps[count++] = step;
+    }
+    closedir(d);
+    for (int i = 0; i < count; i++) {
+        int newer = 0;
+        for (int j = 0; j < count; j++) newer += steps[j] > steps[i];
+        if (newer >= keep) {
+            char path[2048];
+            snprintf(path, sizeof path, "%s/step_%08ld.safetensors", dir, steps[i]);
+            remove(path);
+        }
+    }
+}
+
+qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, const qft_optimizer *opt,
+                               unsigned long seed, int keep, char *written_path, size_t path_size, qft_error *err) {
+    char dir[2048], path[2100];
+    snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return qft_fail(err, QFT_ERR_IO, "%s: cannot create checkpoint directory: %s", dir, strerror(errno));
+    snprintf(path, sizeof path, "%s/step_%08ld.safetensors", dir, opt->step);
+
+    size_t n = model->table.total_floats, bytes = n * sizeof(float);
+    int count = model->table.count + 2;
+    float *host = malloc(3 * bytes);
+    qft_write_tensor *entries = calloc((size_t)count, sizeof *entries);
+    if (!host || !entries) {
+        free(host);
+        free(entries);
+        return qft_fail(err, QFT_ERR_OOM, "out of memory staging a checkpoint");
+    }
+    model->be->copy_to_host(host, model->params, bytes);
+    model->be->copy_to_host(host + n, opt->m, bytes);
+    model->be->copy_to_host(host + 2 * n, opt->v, bytes);
+    for (int i = 0; i < model->table.count; i++) {
+        const qft_param *p = &model->table.items[i];
+        entries[i] = (qft_write_tensor){p->name, QFT_DTYPE_F32, p->ndim, p->shape, host + p->offset, 1};
+    }
+    int64_t flat_shape[1] = {(int64_t)n};
+    entries[count - 2] = (qft_write_tensor){MOMENT1_NAME, QFT_DTYPE_F32, 1, flat_shape, host + n, 1};
+    entries[count - 1] = (qft_write_tensor){MOMENT2_NAME, QFT_DTYPE_F32, 1, flat_shape, host + 2 * n, 1};
+    char step_text[32], seed_text[32];
+    snprintf(step_text, sizeof step_text, "%ld", opt->step);
+    snprintf(seed_text, sizeof seed_text, "%lu", seed);
+    const char *metadata[] = {"format", "pt", "qft.step", step_text, "qft.seed", seed_text, NULL};
+    qft_status st = qft_safetensors_write(path, entries, count, metadata, err);
+    free(host);
+    free(entries);
+    if (st != QFT_OK) return st;
+    if (written_path) snprintf(written_path, path_size, "%s", path);
+    if (keep > 0) prune_checkpoints(dir, keep);
+    return QFT_OK;
+}
+
+static qft_status read_moment(const qft_safetensors *st, const char *path, const char *name, size_t n, float *host,
+                              qft_error *err) {
+    const qft_tensor_info *t = qft_safetensors_find(st, name);
+    if (!t) return qft_fail(err, QFT_ERR_SHAPE, "%s: not a training checkpoint (no '%s')", path, name);
+    if (t->numel != n)
+        return qft_fail(err, QFT_ERR_SHAPE, "%s: '%s' has %zu values, the model has %zu parameters", path, name,
+                        t->numel, n);
+    return qft_safetensors_read_f32(st, t, host, err);
+}
+
+qft_status qft_checkpoint_load(const char *path, qft_model *model, qft_optimizer *opt, qft_error *err) {
+    qft_status st = qft_model_import(model, path, NULL, NULL, err);
+    if (st != QFT_OK || !opt) return st;
+    qft_safetensors file;
+    st = qft_safetensors_open(&file, path, err);
+    if (st != QFT_OK) return st;
+    size_t n = model->table.total_floats;
+    float *host = malloc(n * sizeof(float));
+    if (!host) {
+        qft_safetensors_close(&file);
+        return qft_fail(err, QFT_ERR_OOM, "out of memory loading %s", path);
+    }
+    st = read_moment(&file, path, MOMENT1_NAME, n, host, err);
+    if (st == QFT_OK) model->be->copy_to_device(opt->m, host, n * sizeof(float));
+    if (st == QFT_OK) st = read_moment(&file, path, MOMENT2_NAME, n, host, err);
+    if (st == QFT_OK) model->be->copy_to_device(opt->v, host, n * sizeof(float));
+    const char *step = qft_safetensors_metadata(&file, "qft.step");
+    char *end = NULL;
+    long parsed = step ? strtol(step, &end, 10) : -1;
+    if (st == QFT_OK && (!step || *end != '\0' || parsed < 0))
+        st = qft_fail(err, QFT_ERR_PARSE, "%s: missing or bad 'qft.step' metadata", path);
+    if (st == QFT_OK) opt->step = parsed;
+    free(host);
+    qft_safetensors_close(&file);
+    return st;
+}
+
+int qft_checkpoint_latest(const char *run_dir, char *path, size_t path_size) {
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    long best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long step;
+        if (parse_step_file(e->d_name, &step) && step > best) best = step;
+    }
+    closedir(d);
+    if (best < 0) return 0;
+    snprintf(path, path_size, "%s/step_%08ld.safetensors", dir, best);
+    return 1;
+}

@@ -1,0 +1,29 @@
+// AdamW over a model's parameter table, with global grad-norm clipping and warmup + cosine/linear
+// learning-rate schedules. Moments live in backend memory beside the parameters.
+#ifndef QFT_TRAIN_OPTIMIZER_H
+#define QFT_TRAIN_OPTIMIZER_H
+
+#include "../core/status.h"
+#include "../io/config.h"
+#include "../model/model.h"
+
+typedef struct {
+    float *m, *v;     // backend memory, one float per parameter
+    long step;        // optimizer steps taken (bias correction uses step + 1 for the next update)
+    qft_train_config hp;
+    long total_steps;
+} qft_optimizer;
+
+qft_status qft_optimizer_create(qft_optimizer *opt, const qft_model *model, const qft_train_config *hp,
+                                long total_steps, qft_error *err);
+void qft_optimizer_free(qft_optimizer *opt, const qft_model *model);
+
+// Learning rate for the update that follows `step` optimizer steps (linear warmup from 0, then
+// cosine or linear decay to lr * min_lr_ratio at total_steps, or constant).
+float qft_schedule_lr(const qft_train_config *hp, long step, long total_steps);
+
+// Clips the gradients to train.grad_clip (global L2 norm), applies AdamW, advances the step.
+// Returns the gradient norm before clipping.
+float qft_optimizer_step(qft_optimizer *opt, qft_model *model);
+
+#endif

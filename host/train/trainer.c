@@ -1,0 +1,303 @@
+// Training loop: data order from (seed, epoch), gradient accumulation, AdamW, logging to
+// metrics.jsonl and a TTY progress bar, periodic/final/signal checkpoints, resume, evaluation.
+#include "trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../backend/backend.h"
+#include "../data/dataset.h"
+#include "../model/model.h"
+#include "checkpoint.h"
+#include "optimizer.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (double)usage.ru_maxrss / 1024.0;  // Linux reports KiB
+}
+
+static qft_status make_dirs(const char *path, qft_error *err) {
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return qft_fail(err, QFT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return qft_fail(err, QFT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    return QFT_OK;
+}
+
+static void run_dir_of(const qft_config *cfg, char *dir, size_t size) {
+    snprintf(dir, size, "%s/%s", cfg->run.dir, cfg->run.name);
+}
+
+void qft_apply_threads(const qft_config *cfg);
+void qft_apply_threads(const qft_config *cfg) {
+    if (cfg->run.threads > 0) omp_set_num_threads(cfg->run.threads);
+}
+
+// Evaluation over the whole split in eval_batch_size chunks; no dropout.
+static void evaluate_dataset(qft_model *model, const qft_dataset *ds, qft_batch_buffer *buf, int batch_size,
+                             qft_eval_summary *out) {
+    int *indices = malloc((size_t)batch_size * sizeof(int));
+    float *logits = malloc((size_t)batch_size * model->num_labels * sizeof(float));
+    double loss_sum = 0.0;
+    long correct = 0, counted = 0;
+    qft_error err;
+    for (int start = 0; start < ds->count; start += batch_size) {
+        int n = ds->count - start < batch_size ? ds->count - start : batch_size;
+        for (int i = 0; i < n; i++) indices[i] = start + i;
+        qft_dataset_fill(ds, indices, n, buf);
+        if (qft_model_set_batch(model, &buf->batch, &err) != QFT_OK) continue;
+        float loss = qft_model_forward(model, 0, 0, 0);
+        loss_sum += (double)loss * n;
+        counted += n;
+        qft_model_read_logits(model, logits);
+        for (int i = 0; i < n && model->num_labels > 1; i++) {
+            const float *row = logits + (size_t)i * model->num_labels;
+            int best = 0;
+            for (int j = 1; j < model->num_labels; j++)
+                if (row[j] > row[best]) best = j;
+            correct += best == buf->batch.labels[i];
+        }
+    }
+    out->examples = counted;
+    out->loss = counted ? loss_sum / counted : NAN;
+    out->accuracy = counted ? (double)correct / counted : NAN;
+    free(indices);
+    free(logits);
+}
+
+static void progress_bar(long step, long total, double loss, double its, double eta) {
+    int width = 24, filled = total > 0 ? (int)((double)width * step / total) : 0;
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r[%s] step %ld/%ld  loss %.4f  %.1f it/s  ETA %dm%02ds ", bar, step, total, loss, its,
+            (int)eta / 60, (int)eta % 60);
+}
+
+typedef struct {
+    qft_model model;
+    qft_optimizer opt;
+    qft_dataset train, eval;
+    qft_batch_buffer train_buf, eval_buf;
+    int *order;
+    FILE *metrics;
+} train_state;
+
+static void train_state_free(train_state *s) {
+    if (s->metrics) fclose(s->metrics);
+    free(s->order);
+    qft_batch_buffer_free(&s->train_buf);
+    qft_batch_buffer_free(&s->eval_buf);
+    qft_dataset_free(&s->train);
+    qft_dataset_free(&s->eval);
+    if (s->model.be) qft_optimizer_free(&s->opt, &s->model);
+    qft_model_free(&s->model);
+}
+
+#define TRY(expr)                         \
+    do {                                  \
+        status = (expr);                  \
+        if (status != QFT_OK) goto done;  \
+    } while (0)
+
+qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qft_train_summary *out,
+                     qft_error *err) {
+    memset(out, 0, sizeof *out);
+    qft_apply_threads(cfg);
+    train_state s;
+    memset(&s, 0, sizeof s);
+    qft_status status = QFT_OK;
+    const qft_train_config *hp = &cfg->train;
+    char run_dir[1100], path[2200];
+    run_dir_of(cfg, run_dir, sizeof run_dir);
+    TRY(make_dirs(run_dir, err));
+    snprintf(path, sizeof path, "%s/config.yaml", run_dir);
+    TRY(qft_config_write(cfg, path, err));
+
+    TRY(qft_dataset_open(&s.train, cfg, 0, err));
+    TRY(qft_dataset_open(&s.eval, cfg, 1, err));
+    int B = cfg->data.batch_size, EB = cfg->data.eval_batch_size;
+    long batches_per_epoch = s.train.count / B;
+    if (batches_per_epoch < 1) {
+        status = qft_fail(err, QFT_ERR_INVALID, "data.batch_size %d is larger than the training set (%d examples)", B,
+                          s.train.count);
+        goto done;
+    }
+    long total_steps = hp->steps > 0 ? hp->steps : (long)hp->epochs * batches_per_epoch / hp->grad_accum;
+    if (total_steps < 1) {
+        status = qft_fail(err, QFT_ERR_INVALID, "train.steps and train.epochs give no optimizer step");
+        goto done;
+    }
+    const qft_backend *be = qft_backend_cpu();
+    int max_batch = B > EB ? B : EB;
+    TRY(qft_model_create(&s.model, &cfg->model, max_batch, cfg->data.max_seq_len, be, (uint64_t)cfg->run.seed, err));
+    s.model.label_smoothing = (float)hp->label_smoothing;
+    if (cfg->model.init_from[0]) {
+        int missing_head = 0;
+        TRY(qft_model_import(&s.model, cfg->model.init_from, stderr, &missing_head, err));
+    }
+    TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, err));
+    TRY(qft_batch_buffer_init(&s.train_buf, &s.train, B, err));
+    TRY(qft_batch_buffer_init(&s.eval_buf, &s.eval, EB, err));
+    s.order = malloc((size_t)s.train.count * sizeof(int));
+    if (!s.order) {
+        status = qft_fail(err, QFT_ERR_OOM, "out of memory for the epoch order");
+        goto done;
+    }
+
+    // Resume: auto = newest checkpoint of this run if any; never; or an explicit path.
+    char resume_path[2200] = "";
+    if (strcmp(hp->resume, "auto") == 0) {
+        if (!qft_checkpoint_latest(run_dir, resume_path, sizeof resume_path)) resume_path[0] = '\0';
+    } else if (strcmp(hp->resume, "never") != 0) {
+        snprintf(resume_path, sizeof resume_path, "%s", hp->resume);
+    }
+    if (resume_path[0]) {
+        TRY(qft_checkpoint_load(resume_path, &s.model, &s.opt, err));
+        out->resumed = 1;
+        fprintf(stderr, "resumed from %s at step %ld\n", resume_path, s.opt.step);
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    s.metrics = fopen(path, out->resumed ? "a" : "w");
+    if (!s.metrics) {
+        status = qft_fail(err, QFT_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+        goto done;
+    }
+
+    int tty = isatty(2);
+    long start_step = s.opt.step, loaded_epoch = -1;
+    double loss_window = 0.0, t_start = now_seconds(), t_loop = 0.0;
+    int window = 0;
+    uint64_t seed = (uint64_t)cfg->run.seed;
+    while (s.opt.step < total_steps) {
+        if (stop_flag && *stop_flag) {
+            out->interrupted = 1;
+            break;
+        }
+        double t0 = now_seconds();
+        qft_model_zero_grads(&s.model);
+        double step_loss = 0.0;
+        for (int micro = 0; micro < hp->grad_accum; micro++) {
+            // The global micro-batch index fixes epoch and position: resuming needs only the step.
+            long k = s.opt.step * hp->grad_accum + micro;
+            long epoch = k / batches_per_epoch, slot = k % batches_per_epoch;
+            if (epoch != loaded_epoch) {
+                qft_epoch_order(s.order, s.train.count, seed, (uint64_t)epoch, cfg->data.shuffle);
+                loaded_epoch = epoch;
+            }
+            qft_dataset_fill(&s.train, s.order + slot * B, B, &s.train_buf);
+            TRY(qft_model_set_batch(&s.model, &s.train_buf.batch, err));
+            uint64_t rng_step = (uint64_t)k;
+            float loss = qft_model_forward(&s.model, 1, seed, rng_step);
+            qft_model_backward(&s.model, 1.0f / (float)hp->grad_accum, seed, rng_step);
+            step_loss += loss / hp->grad_accum;
+        }
+        if (!isfinite(step_loss)) {
+            status = qft_fail(err, QFT_ERR_INVALID, "training diverged: loss is %f at step %ld (lower train.lr?)",
+                              step_loss, s.opt.step);
+            goto done;
+        }
+        float lr = qft_schedule_lr(hp, s.opt.step, total_steps);
+        float grad_norm = qft_optimizer_step(&s.opt, &s.model);
+        t_loop += now_seconds() - t0;
+        loss_window += step_loss;
+        window++;
+        long step = s.opt.step;
+        if (step % hp->log_every == 0 || step == total_steps) {
+            fprintf(s.metrics, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f}\n",
+                    step, loss_window / window, lr, grad_norm, 1000.0 * t_loop / (double)(step - start_step));
+            fflush(s.metrics);
+            out->final_loss = loss_window / window;
+            loss_window = 0.0;
+            window = 0;
+        }
+        if (tty) {
+            double its = (double)(step - start_step) / (t_loop > 0 ? t_loop : 1e-9);
+            progress_bar(step, total_steps, step_loss, its, (double)(total_steps - step) / (its > 0 ? its : 1));
+        }
+        long micro_done = step * hp->grad_accum;
+        int epoch_end = hp->eval_every == 0 && micro_done / batches_per_epoch != (micro_done - hp->grad_accum) / batches_per_epoch;
+        int eval_now = (hp->eval_every > 0 && step % hp->eval_every == 0) || epoch_end || step == total_steps;
+        if (eval_now) {
+            qft_eval_summary ev;
+            evaluate_dataset(&s.model, &s.eval, &s.eval_buf, EB, &ev);
+            fprintf(s.metrics, "{\"step\": %ld, \"eval_loss\": %.6f, \"eval_accuracy\": %.6f, \"eval_examples\": %ld}\n",
+                    step, ev.loss, ev.accuracy, ev.examples);
+            fflush(s.metrics);
+            if (tty) fprintf(stderr, "\n");
+            fprintf(stderr, "step %ld: eval loss %.4f, accuracy %.4f\n", step, ev.loss, ev.accuracy);
+            out->eval_loss = ev.loss;
+            out->eval_accuracy = ev.accuracy;
+        }
+        if (hp->checkpoint_every > 0 && step % hp->checkpoint_every == 0 && step != total_steps)
+            TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
+                                    sizeof out->checkpoint, err));
+    }
+    if (tty) fprintf(stderr, "\n");
+    TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
+                            sizeof out->checkpoint, err));
+    snprintf(path, sizeof path, "%s/model.safetensors", run_dir);
+    TRY(qft_model_export(&s.model, path, 0, err));
+    out->steps_done = s.opt.step;
+    out->steps_this_run = s.opt.step - start_step;
+    out->train_seconds = now_seconds() - t_start;
+    out->ms_per_step = out->steps_this_run > 0 ? 1000.0 * t_loop / (double)out->steps_this_run : 0.0;
+    out->peak_rss_mb = peak_rss_mb();
+done:
+    train_state_free(&s);
+    return status;
+}
+
+qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error *err) {
+    memset(out, 0, sizeof *out);
+    qft_apply_threads(cfg);
+    qft_model model;
+    qft_dataset ds;
+    qft_batch_buffer buf;
+    memset(&model, 0, sizeof model);
+    memset(&ds, 0, sizeof ds);
+    memset(&buf, 0, sizeof buf);
+    qft_status status = QFT_OK;
+    char run_dir[1100], path[2200];
+    run_dir_of(cfg, run_dir, sizeof run_dir);
+    if (cfg->eval.checkpoint[0]) {
+        snprintf(path, sizeof path, "%s", cfg->eval.checkpoint);
+    } else if (!qft_checkpoint_latest(run_dir, path, sizeof path)) {
+        return qft_fail(err, QFT_ERR_IO, "%s: no checkpoint to evaluate (train first, or set eval.checkpoint)",
+                        run_dir);
+    }
+    int EB = cfg->data.eval_batch_size;
+    TRY(qft_dataset_open(&ds, cfg, 1, err));
+    TRY(qft_model_create(&model, &cfg->model, EB, cfg->data.max_seq_len, qft_backend_cpu(), (uint64_t)cfg->run.seed,
+                         err));
+    TRY(qft_model_import(&model, path, NULL, NULL, err));
+    TRY(qft_batch_buffer_init(&buf, &ds, EB, err));
+    evaluate_dataset(&model, &ds, &buf, EB, out);
+done:
+    qft_batch_buffer_free(&buf);
+    qft_dataset_free(&ds);
+    qft_model_free(&model);
+    return status;
+}
