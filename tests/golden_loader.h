@@ -10,13 +10,13 @@
 #include "io/config.h"
 #include "io/safetensors.h"
 
-static int golden_meta_int(const qft_safetensors *st, const char *key, int fallback) {
+static inline int golden_meta_int(const qft_safetensors *st, const char *key, int fallback) {
     const char *v = qft_safetensors_metadata(st, key);
     return v ? atoi(v) : fallback;
 }
 
 // Model config from the golden's metadata (keys written by tests/oracle/make_goldens.py).
-static void golden_model_config(const qft_safetensors *st, qft_model_config *mc) {
+static inline void golden_model_config(const qft_safetensors *st, qft_model_config *mc) {
     qft_config defaults;
     qft_config_defaults(&defaults);
     *mc = defaults.model;
@@ -42,7 +42,7 @@ static void golden_model_config(const qft_safetensors *st, qft_model_config *mc)
 }
 
 // Reads a whole tensor as fp32 (malloc'd); exits the test on failure: a golden must be intact.
-static float *golden_read_f32(const qft_safetensors *st, const char *name, size_t *numel) {
+static inline float *golden_read_f32(const qft_safetensors *st, const char *name, size_t *numel) {
     const qft_tensor_info *t = qft_safetensors_find(st, name);
     qft_error err;
     if (!t) {
@@ -58,7 +58,7 @@ static float *golden_read_f32(const qft_safetensors *st, const char *name, size_
     return data;
 }
 
-static int32_t *golden_read_i32(const qft_safetensors *st, const char *name, size_t *numel) {
+static inline int32_t *golden_read_i32(const qft_safetensors *st, const char *name, size_t *numel) {
     const qft_tensor_info *t = qft_safetensors_find(st, name);
     qft_error err;
     if (!t) {
