@@ -638,6 +638,41 @@ static void test_truncation_and_corruption(void) {
     free(bytes);
 }
 
+// The deterministic file tests/oracle/check_safetensors_export.py --pattern checks (keep the two in
+// sync): written when QFT_SAFETENSORS_EXPORT names a path, so Python/PyTorch can judge qft's output.
+static uint32_t pattern_bits(uint32_t i) {
+    static const uint32_t specials[11] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0x80000000u,
+                                          0x3f801000u, 0x3f803000u, 0x3f808000u, 0x3f818000u,
+                                          0x33000000u, 0x477ff000u, 0x00000001u};
+    if (i < 11) return specials[i];
+    uint32_t h = i * 2654435761u + 12345u;
+    uint32_t mixed = h ^ (h >> 15);
+    return (mixed & 0x80000000u) | ((100 + (h >> 5) % 60) << 23) | (mixed & 0x7fffffu);
+}
+
+static void write_export_pattern(const char *path) {
+    enum { N = 111 };
+    float src[N];
+    int32_t i32[N];
+    int64_t i64[N];
+    for (uint32_t i = 0; i < N; i++) {
+        src[i] = from_bits(pattern_bits(i));
+        i32[i] = (int32_t)(i * 2654435761u);
+        i64[i] = (int64_t)i * 1000000007 * 1000 * (i % 2 ? -1 : 1);
+    }
+    const float half = 0.5f;
+    const int64_t shape[2] = {3, 37}, flat[1] = {N};
+    qft_write_tensor tensors[] = {
+        {"pattern.f32", QFT_DTYPE_F32, 2, shape, src, 1},  {"pattern.f16", QFT_DTYPE_F16, 2, shape, src, 1},
+        {"pattern.bf16", QFT_DTYPE_BF16, 2, shape, src, 1}, {"pattern.i32", QFT_DTYPE_I32, 1, flat, i32, 0},
+        {"pattern.i64", QFT_DTYPE_I64, 1, flat, i64, 0},    {"pattern.scalar", QFT_DTYPE_F32, 0, NULL, &half, 1},
+    };
+    const char *metadata[] = {"format", "pt", "qft.pattern", "1", NULL};
+    qft_error err = {{0}};
+    CHECK(qft_safetensors_write(path, tensors, 6, metadata, &err) == QFT_OK, "export: %s", err.message);
+    printf("wrote %s\n", path);
+}
+
 static void remove_temp_dir(void) {
     DIR *dir = opendir(temp_dir);
     if (!dir) return;
@@ -665,6 +700,8 @@ int main(void) {
     test_writer_errors();
     test_bad_files();
     test_truncation_and_corruption();
+    const char *export_path = getenv("QFT_SAFETENSORS_EXPORT");
+    if (export_path && *export_path) write_export_pattern(export_path);
     remove_temp_dir();
     QFT_TEST_SUMMARY();
 }

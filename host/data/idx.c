@@ -52,7 +52,7 @@ static qft_status read_payload(gzFile f, const char *path, const char *what, siz
     if (!buf) return qft_fail(err, QFT_ERR_OOM, "%s: out of memory", path);
     while (got < expected) {
         if (got == cap) {
-            size_t grown = cap * 2 < expected ? cap * 2 : expected;
+            size_t grown = cap > expected / 2 ? expected : cap * 2;
             uint8_t *next = realloc(buf, grown);
             if (!next) {
                 free(buf);
@@ -98,6 +98,7 @@ static qft_status open_idx(const char *path, uint32_t magic, int ndim, uint32_t 
     gzFile f = gzopen(path, "rb");
     if (!f)
         return qft_fail(err, QFT_ERR_IO, "%s: cannot open: %s", path, errno ? strerror(errno) : "gzopen failed");
+    gzbuffer(f, 1u << 17);  // larger than zlib's 8 KB default: fewer read calls on the 26 MB training set
     // Magic first, so a wrong kind of file is reported as such even when it is short.
     uint8_t header[16];
     size_t want = 4 + 4 * (size_t)ndim;
@@ -131,7 +132,7 @@ qft_status qft_idx_load(qft_idx_dataset *ds, const char *images_path, const char
     if (!images_path || !labels_path)
         return qft_fail(err, QFT_ERR_INVALID, "idx: images and labels paths are both required");
 
-    uint32_t image_dims[3], label_dims[1];
+    uint32_t image_dims[3] = {0}, label_dims[1] = {0};
     gzFile images = NULL, labels = NULL;
     qft_status s = open_idx(images_path, QFT_IDX_MAGIC_IMAGES, 3, image_dims, &images, err);
     if (s != QFT_OK) return s;

@@ -429,18 +429,23 @@ static qft_status loader_syntax_error(config_loader *loader, const yaml_parser_t
     return QFT_ERR_PARSE;
 }
 
+static unsigned long event_line(const yaml_event_t *event) { return (unsigned long)event->start_mark.line + 1; }
+
 static qft_status loader_next(config_loader *loader, yaml_event_t *event) {
     if (!yaml_parser_parse(&loader->parser, event)) return loader_syntax_error(loader, &loader->parser);
     return QFT_OK;
 }
 
 // A first pass over the whole input, so that broken syntax is reported as such even when a
-// semantic error (which the second pass stops at) comes earlier in the file.
+// semantic error (which the second pass stops at) comes earlier in the file. It also bounds the
+// nesting depth: libyaml's scanner costs O(depth) per token, so 10^5 '[' would take minutes.
 static qft_status loader_check_syntax(config_loader *loader) {
+    enum { MAX_DEPTH = 32 };
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) return qft_fail(loader->err, QFT_ERR_OOM, "out of memory (YAML parser)");
     yaml_parser_set_input_string(&parser, loader->input, loader->input_len);
     qft_status status = QFT_OK;
+    int depth = 0;
     for (;;) {
         yaml_event_t event;
         if (!yaml_parser_parse(&parser, &event)) {
@@ -448,14 +453,19 @@ static qft_status loader_check_syntax(config_loader *loader) {
             break;
         }
         yaml_event_type_t type = event.type;
+        unsigned long line = event_line(&event);
         yaml_event_delete(&event);
         if (type == YAML_STREAM_END_EVENT) break;
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) depth++;
+        if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) depth--;
+        if (depth > MAX_DEPTH) {
+            status = loader_fail(loader, line, NULL, QFT_ERR_PARSE, "YAML nested deeper than %d levels", MAX_DEPTH);
+            break;
+        }
     }
     yaml_parser_delete(&parser);
     return status;
 }
-
-static unsigned long event_line(const yaml_event_t *event) { return (unsigned long)event->start_mark.line + 1; }
 
 static int scalar_is_null(const yaml_event_t *event) {
     if (event->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
@@ -929,20 +939,20 @@ static qft_status value_check(const qft_config *cfg, const config_key *key, qft_
     return QFT_OK;
 }
 
-qft_status qft_config_validate(const qft_config *cfg, qft_error *err) {
+static qft_status config_check(const qft_config *cfg, qft_error *err) {
     for (size_t i = 0; i < KEY_COUNT; i++) {
         qft_status status = value_check(cfg, &config_keys[i], err);
-        if (status) {
-            message_make_one_line(err);
-            return status;
-        }
+        if (status) return status;
     }
     const qft_model_config *m = &cfg->model;
     int vision = strcmp(m->type, "bert") != 0;
     if (cfg->run.name[0] == '\0' || strchr(cfg->run.name, '/') || !strcmp(cfg->run.name, ".") ||
-        !strcmp(cfg->run.name, ".."))
+        !strcmp(cfg->run.name, "..")) {
+        char shown[72];
+        text_for_message(shown, sizeof shown, cfg->run.name, strlen(cfg->run.name));
         return qft_fail(err, QFT_ERR_INVALID, "run.name: must be a non-empty directory name without '/', got '%s'",
-                        cfg->run.name);
+                        shown);
+    }
     if (cfg->run.dir[0] == '\0') return qft_fail(err, QFT_ERR_INVALID, "run.dir: must not be empty");
     if (m->hidden_size % m->num_heads != 0)
         return qft_fail(err, QFT_ERR_INVALID, "model.hidden_size (%d) must be a multiple of model.num_heads (%d)",
@@ -964,6 +974,12 @@ qft_status qft_config_validate(const qft_config *cfg, qft_error *err) {
     if (cfg->train.resume[0] == '\0')
         return qft_fail(err, QFT_ERR_INVALID, "train.resume: must be auto, never or a checkpoint path, got ''");
     return QFT_OK;
+}
+
+qft_status qft_config_validate(const qft_config *cfg, qft_error *err) {
+    qft_status status = config_check(cfg, err);
+    if (status) message_make_one_line(err);
+    return status;
 }
 
 // YAML double-quoted scalar. Code points that a YAML reader would refuse or fold (C0/C1 controls,
@@ -1028,9 +1044,7 @@ static void value_write_yaml(FILE *out, const qft_config *cfg, const config_key 
     }
 }
 
-qft_status qft_config_write(const qft_config *cfg, const char *path, qft_error *err) {
-    FILE *out = fopen(path, "w");
-    if (!out) return qft_fail(err, QFT_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+static void config_write_yaml(const qft_config *cfg, FILE *out) {
     fputs("# qft resolved configuration: every key, with defaults and overrides applied.\n", out);
     for (size_t s = 0; s < SECTION_COUNT; s++) {
         fprintf(out, "%s%s:\n", s ? "\n" : "", config_sections[s].name);
@@ -1043,6 +1057,19 @@ qft_status qft_config_write(const qft_config *cfg, const char *path, qft_error *
             fputc('\n', out);
         }
     }
+}
+
+qft_status qft_config_write_stream(const qft_config *cfg, FILE *out, qft_error *err) {
+    config_write_yaml(cfg, out);
+    if (fflush(out) != 0 || ferror(out))
+        return qft_fail(err, QFT_ERR_IO, "writing the config: %s", strerror(errno));
+    return QFT_OK;
+}
+
+qft_status qft_config_write(const qft_config *cfg, const char *path, qft_error *err) {
+    FILE *out = fopen(path, "w");
+    if (!out) return qft_fail(err, QFT_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+    config_write_yaml(cfg, out);
     int failed = ferror(out);
     int saved_errno = errno;
     if (fclose(out) != 0 && !failed) failed = 1, saved_errno = errno;
@@ -1056,14 +1083,15 @@ static const char config_docs_intro[] =
     "Generated from the schema in `host/io/config.c` (`qft config-docs` prints it); do not edit by hand.\n"
     "\n"
     "A run's configuration starts from the defaults below (the Fashion-MNIST ViT demo), then takes the "
-    "keys of a YAML file, then `key.path=value` overrides from the command line, in that order. In YAML, "
+    "keys of the YAML file given with `--config FILE`, then `key.path=value` arguments, in command-line "
+    "order; `qft config` prints the result. In YAML, "
     "nested mappings and dotted keys mean the same thing (`train: {lr: 1e-3}` is `train.lr: 1e-3`). An "
     "override's value is read as a YAML scalar, so quoting works as in a file (`run.name='my run'`). "
     "Booleans accept true/false, yes/no, on/off and 1/0; integers reject fractions. Unknown keys, "
     "duplicate keys, wrong types and out-of-range values are errors, never ignored: each is one line "
     "naming the key and `file:line` (or the override), e.g. "
     "`configs/x.yaml:7: train.lr: expected a number, got \"fast\"`. The resolved configuration of every "
-    "run is saved as `runs/<run.name>/config.yaml` and loads back to the same values.\n";
+    "run is saved as `<run.dir>/<run.name>/config.yaml` and loads back to the same values.\n";
 
 static void markdown_default(char *buf, size_t cap, const config_key *key) {
     switch (key->type) {

@@ -105,6 +105,10 @@ qft_status qft_config_validate(const qft_config *cfg, qft_error *err);
 // Writes the fully resolved config as YAML (every key, grouped by section).
 qft_status qft_config_write(const qft_config *cfg, const char *path, qft_error *err);
 
+// The same YAML to an open stream (e.g. stdout for `qft config`: reopening /dev/stdout with "w"
+// would truncate a file that stdout appends to). Does not close `out`; fails if a write failed.
+qft_status qft_config_write_stream(const qft_config *cfg, FILE *out, qft_error *err);
+
 // Writes the Markdown reference of every key (name, type, default, range, meaning): configs/README.md.
 void qft_config_write_docs(FILE *out);
 

@@ -3,6 +3,7 @@
 #ifndef QFT_BACKEND_CPU_OPS_H
 #define QFT_BACKEND_CPU_OPS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,44 @@
 // blocks of this many floats (one 64-byte cache line); each block is owned by one thread and summed
 // in row order, so results are identical for any thread count.
 #define QFT_CPU_COLUMN_BLOCK 16
+
+// ---- vectorized transcendental functions ----
+// glibc >= 2.35 ships SIMD variants of erff/tanhf/expf in libmvec (<= 4 ulp, vs ~1 ulp scalar), which
+// makes GELU ~10x faster; glibc only declares them under -ffast-math, so declare them here. libm.so
+// is a linker script that pulls libmvec in as needed. Elsewhere the same loops call the scalar functions.
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 35)
+#pragma omp declare simd notinbranch
+float erff(float);
+#pragma omp declare simd notinbranch
+float tanhf(float);
+#pragma omp declare simd notinbranch
+float expf(float);
+#endif
+#endif
+
+// Elementwise kernels run on blocks of exactly this many lanes (a zero-padded copy for the tail), so
+// every element takes the same vector code path whatever the thread split or the position: results
+// stay bit-identical for any thread count.
+#define QFT_CPU_VECTOR_BLOCK 16
+
+// row[j] = expf(row[j] - shift) for j < count; returns their float sum, added in index order.
+static inline float cpu_exp_shifted_sum(float *row, int count, float shift) {
+    float sum = 0.0f;
+    for (int begin = 0; begin < count; begin += QFT_CPU_VECTOR_BLOCK) {
+        int width = count - begin < QFT_CPU_VECTOR_BLOCK ? count - begin : QFT_CPU_VECTOR_BLOCK;
+        float block[QFT_CPU_VECTOR_BLOCK];
+        for (int lane = 0; lane < QFT_CPU_VECTOR_BLOCK; lane++)
+            block[lane] = lane < width ? row[begin + lane] - shift : 0.0f;  // padding: no special-case path
+#pragma omp simd
+        for (int lane = 0; lane < QFT_CPU_VECTOR_BLOCK; lane++) block[lane] = expf(block[lane]);
+        for (int lane = 0; lane < width; lane++) {
+            row[begin + lane] = block[lane];
+            sum += block[lane];
+        }
+    }
+    return sum;
+}
 
 // dst[c] += sum over rows r of src[r * row_stride + c], for c < cols; double accumulation.
 void cpu_column_sums_accumulate(float *dst, const float *src, int rows, int cols, size_t row_stride);

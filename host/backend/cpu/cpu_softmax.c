@@ -1,6 +1,7 @@
 // Row softmax over the last dim on the CPU (max-subtracted for stability) and its backward,
 // dinp += out * (dout - sum(out * dout)) per row.
 #include <math.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
 
@@ -12,12 +13,8 @@ void cpu_softmax_forward(float *out, const float *inp, int N, int C) {
         float *y = out + (size_t)row * C;
         float row_max = -INFINITY;
         for (int c = 0; c < C; c++) row_max = x[c] > row_max ? x[c] : row_max;
-        float sum = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float e = expf(x[c] - row_max);
-            y[c] = e;
-            sum += e;
-        }
+        if (y != x) memcpy(y, x, (size_t)C * sizeof(float));
+        float sum = cpu_exp_shifted_sum(y, C, row_max);
         float inv_sum = 1.0f / sum;
         for (int c = 0; c < C; c++) y[c] *= inv_sum;
     }
