@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
     if (qft_config_validate(&cfg, &err) != QFT_OK) return fail(command, &err);
 
     if (strcmp(command, "config") == 0) {
-        return qft_config_write(&cfg, "/dev/stdout", &err) == QFT_OK ? 0 : fail(command, &err);
+        return qft_config_write_stream(&cfg, stdout, &err) == QFT_OK ? 0 : fail(command, &err);
     }
     if (strcmp(command, "eval") == 0) {
         qft_eval_summary ev;
