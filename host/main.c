@@ -1,5 +1,6 @@
 // `qft <command>` entry point: parses the command line, loads the config, dispatches, and prints
 // the one-line JSON summary last on stdout. The only place with process-wide state (signal flag).
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +35,12 @@ static void print_json_string(const char *s) {
         else putchar(c);
     }
     putchar('"');
+}
+
+// A number, or null when it was not measured (NaN/inf are not JSON).
+static void print_json_number(const char *key, double value, int decimals) {
+    if (isfinite(value)) printf(", \"%s\": %.*f", key, decimals, value);
+    else printf(", \"%s\": null", key);
 }
 
 static int fail(const char *command, const qft_error *err) {
@@ -87,8 +94,10 @@ int main(int argc, char **argv) {
     if (strcmp(command, "eval") == 0) {
         qft_eval_summary ev;
         if (qft_evaluate(&cfg, &ev, &err) != QFT_OK) return fail(command, &err);
-        printf("{\"command\": \"eval\", \"ok\": true, \"examples\": %ld, \"loss\": %.6f, \"accuracy\": %.6f}\n",
-               ev.examples, ev.loss, ev.accuracy);
+        printf("{\"command\": \"eval\", \"ok\": true, \"examples\": %ld", ev.examples);
+        print_json_number("loss", ev.loss, 6);
+        print_json_number("accuracy", ev.accuracy, 6);
+        printf("}\n");
         return 0;
     }
 
@@ -101,12 +110,15 @@ int main(int argc, char **argv) {
     if (qft_train(&cfg, &stop_requested, &summary, &err) != QFT_OK) return fail(command, &err);
     printf("{\"command\": \"train\", \"ok\": true, \"run\": ");
     print_json_string(cfg.run.name);
-    printf(", \"steps\": %ld, \"steps_this_run\": %ld, \"resumed\": %s, \"interrupted\": %s, \"final_loss\": %.6f, "
-           "\"eval_loss\": %.6f, \"eval_accuracy\": %.6f, \"train_seconds\": %.2f, \"ms_per_step\": %.3f, "
-           "\"peak_rss_mb\": %.1f, \"checkpoint\": ",
-           summary.steps_done, summary.steps_this_run, summary.resumed ? "true" : "false",
-           summary.interrupted ? "true" : "false", summary.final_loss, summary.eval_loss, summary.eval_accuracy,
-           summary.train_seconds, summary.ms_per_step, summary.peak_rss_mb);
+    printf(", \"steps\": %ld, \"steps_this_run\": %ld, \"resumed\": %s, \"interrupted\": %s", summary.steps_done,
+           summary.steps_this_run, summary.resumed ? "true" : "false", summary.interrupted ? "true" : "false");
+    print_json_number("final_loss", summary.final_loss, 6);
+    print_json_number("eval_loss", summary.eval_loss, 6);
+    print_json_number("eval_accuracy", summary.eval_accuracy, 6);
+    print_json_number("train_seconds", summary.train_seconds, 2);
+    print_json_number("ms_per_step", summary.ms_per_step, 3);
+    print_json_number("peak_rss_mb", summary.peak_rss_mb, 1);
+    printf(", \"checkpoint\": ");
     print_json_string(summary.checkpoint);
     printf("}\n");
     return 0;

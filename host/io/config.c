@@ -542,7 +542,7 @@ static qft_status loader_apply_scalar(config_loader *loader, const config_key *k
             char range[RANGE_CAP], shown[72];
             range_format(range, sizeof range, key);
             text_for_message(shown, sizeof shown, text, len);
-            int bracket = range[0] == '[' || range[0] == '(';
+            int bracket = isfinite(value) && (range[0] == '[' || range[0] == '(');
             return loader_fail(loader, line, NULL, QFT_ERR_INVALID, "%s = %s: out of range%s%s", key->name, shown,
                                bracket ? " " : ", must be ", isfinite(value) ? range : "a finite number");
         }
@@ -910,7 +910,7 @@ static qft_status value_check(const qft_config *cfg, const config_key *key, qft_
             char range[RANGE_CAP], shown[40];
             range_format(range, sizeof range, key);
             real_format(shown, sizeof shown, value);
-            int bracket = range[0] == '[' || range[0] == '(';
+            int bracket = isfinite(value) && (range[0] == '[' || range[0] == '(');
             return qft_fail(err, QFT_ERR_INVALID, "%s = %s: out of range%s%s", key->name, shown,
                             bracket ? " " : ", must be ", isfinite(value) ? range : "a finite number");
         }

@@ -70,10 +70,12 @@ qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, cons
     int64_t flat_shape[1] = {(int64_t)n};
     entries[count - 2] = (qft_write_tensor){MOMENT1_NAME, QFT_DTYPE_F32, 1, flat_shape, host + n, 1};
     entries[count - 1] = (qft_write_tensor){MOMENT2_NAME, QFT_DTYPE_F32, 1, flat_shape, host + 2 * n, 1};
-    char step_text[32], seed_text[32];
+    char step_text[32], seed_text[32], total_text[32];
     snprintf(step_text, sizeof step_text, "%ld", opt->step);
     snprintf(seed_text, sizeof seed_text, "%lu", seed);
-    const char *metadata[] = {"format", "pt", "qft.step", step_text, "qft.seed", seed_text, NULL};
+    snprintf(total_text, sizeof total_text, "%ld", opt->total_steps);
+    const char *metadata[] = {"format", "pt", "qft.step", step_text, "qft.seed", seed_text,
+                              "qft.total_steps", total_text, NULL};
     qft_status st = qft_safetensors_write(path, entries, count, metadata, err);
     free(host);
     free(entries);
@@ -93,7 +95,8 @@ static qft_status read_moment(const qft_safetensors *st, const char *path, const
     return qft_safetensors_read_f32(st, t, host, err);
 }
 
-qft_status qft_checkpoint_load(const char *path, qft_model *model, qft_optimizer *opt, qft_error *err) {
+qft_status qft_checkpoint_load(const char *path, qft_model *model, qft_optimizer *opt, long *saved_total_steps,
+                               qft_error *err) {
     qft_status st = qft_model_import(model, path, NULL, NULL, err);
     if (st != QFT_OK || !opt) return st;
     qft_safetensors file;
@@ -115,9 +118,33 @@ qft_status qft_checkpoint_load(const char *path, qft_model *model, qft_optimizer
     if (st == QFT_OK && (!step || *end != '\0' || parsed < 0))
         st = qft_fail(err, QFT_ERR_PARSE, "%s: missing or bad 'qft.step' metadata", path);
     if (st == QFT_OK) opt->step = parsed;
+    const char *total = qft_safetensors_metadata(&file, "qft.total_steps");
+    if (saved_total_steps) *saved_total_steps = total ? strtol(total, NULL, 10) : -1;
     free(host);
     qft_safetensors_close(&file);
     return st;
+}
+
+int qft_checkpoint_remove_all(const char *run_dir) {
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    long steps[4096];
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && count < 4096) {
+        long step;
+        if (parse_step_file(e->d_name, &step)) steps[count++] = step;
+    }
+    closedir(d);
+    int removed = 0;
+    for (int i = 0; i < count; i++) {
+        char path[2100];
+        snprintf(path, sizeof path, "%s/step_%08ld.safetensors", dir, steps[i]);
+        removed += remove(path) == 0;
+    }
+    return removed;
 }
 
 int qft_checkpoint_latest(const char *run_dir, char *path, size_t path_size) {

@@ -9,11 +9,18 @@
 #include "optimizer.h"
 
 // <run_dir>/checkpoints/step_<8 digits>.safetensors; keeps the newest `keep` files.
+// Records opt->total_steps too, so a resume with a different schedule length can be flagged.
 qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, const qft_optimizer *opt,
                                unsigned long seed, int keep, char *written_path, size_t path_size, qft_error *err);
 
-// Loads parameters, moments and step from path. opt may be NULL (evaluation).
-qft_status qft_checkpoint_load(const char *path, qft_model *model, qft_optimizer *opt, qft_error *err);
+// Loads parameters, moments and step from path. opt may be NULL (evaluation). *saved_total_steps
+// (may be NULL) receives the schedule length recorded at save time, or -1 if absent.
+qft_status qft_checkpoint_load(const char *path, qft_model *model, qft_optimizer *opt, long *saved_total_steps,
+                               qft_error *err);
+
+// Deletes every step checkpoint of the run (a fresh start must not leave older steps that a later
+// `resume: auto` would pick up); returns how many were removed.
+int qft_checkpoint_remove_all(const char *run_dir);
 
 // Finds the newest checkpoint in <run_dir>/checkpoints; returns 1 and fills path, or 0 if none.
 int qft_checkpoint_latest(const char *run_dir, char *path, size_t path_size);

@@ -125,6 +125,7 @@ static void train_state_free(train_state *s) {
 qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qft_train_summary *out,
                      qft_error *err) {
     memset(out, 0, sizeof *out);
+    out->final_loss = out->eval_loss = out->eval_accuracy = NAN;  // "not measured in this run"
     qft_apply_threads(cfg);
     train_state s;
     memset(&s, 0, sizeof s);
@@ -173,11 +174,20 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         if (!qft_checkpoint_latest(run_dir, resume_path, sizeof resume_path)) resume_path[0] = '\0';
     } else if (strcmp(hp->resume, "never") != 0) {
         snprintf(resume_path, sizeof resume_path, "%s", hp->resume);
+    } else {
+        int removed = qft_checkpoint_remove_all(run_dir);
+        if (removed) fprintf(stderr, "train.resume=never: removed %d old checkpoint(s) of %s\n", removed, run_dir);
     }
     if (resume_path[0]) {
-        TRY(qft_checkpoint_load(resume_path, &s.model, &s.opt, err));
+        long saved_total = -1;
+        TRY(qft_checkpoint_load(resume_path, &s.model, &s.opt, &saved_total, err));
         out->resumed = 1;
         fprintf(stderr, "resumed from %s at step %ld\n", resume_path, s.opt.step);
+        // The schedule depends on the run length: a different length is a different run.
+        if (saved_total > 0 && saved_total != total_steps)
+            fprintf(stderr, "warning: the checkpoint was written by a %ld-step run, this run has %ld steps: the "
+                    "learning-rate schedule changes, so results differ from an uninterrupted run\n", saved_total,
+                    total_steps);
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
     s.metrics = fopen(path, out->resumed ? "a" : "w");
@@ -256,6 +266,13 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
                                     sizeof out->checkpoint, err));
     }
     if (tty) fprintf(stderr, "\n");
+    if (s.opt.step == start_step && !out->interrupted) {
+        // Nothing left to train (a finished run resumed): still report where the model stands.
+        qft_eval_summary ev;
+        evaluate_dataset(&s.model, &s.eval, &s.eval_buf, EB, &ev);
+        out->eval_loss = ev.loss;
+        out->eval_accuracy = ev.accuracy;
+    }
     TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
                             sizeof out->checkpoint, err));
     snprintf(path, sizeof path, "%s/model.safetensors", run_dir);

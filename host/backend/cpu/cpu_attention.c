@@ -101,7 +101,7 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
     const size_t C = (size_t)NH * HS;
     const size_t work = (size_t)B * NH * T * T * HS;
     const int use_transposed = (size_t)padded_key_count(T) * HS <= ATTENTION_MAX_TRANSPOSED_FLOATS;
-#pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             const size_t head_offset = (size_t)b * T * C + (size_t)h * HS;
@@ -185,7 +185,7 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
     const size_t C = (size_t)NH * HS;
     const size_t work = (size_t)B * NH * T * T * HS;
     const int use_transposed = (size_t)padded_key_count(T) * HS <= ATTENTION_MAX_TRANSPOSED_FLOATS;
-#pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             const size_t head_offset = (size_t)b * T * C + (size_t)h * HS;

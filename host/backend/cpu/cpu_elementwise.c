@@ -6,17 +6,17 @@
 #include "core/rng.h"
 
 void cpu_add_forward(float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void cpu_add_backward(float *da, float *db, const float *dout, size_t n) {
     if (da) {
-#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
         for (size_t i = 0; i < n; i++) da[i] += dout[i];
     }
     if (db) {
-#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
         for (size_t i = 0; i < n; i++) db[i] += dout[i];
     }
 }
@@ -62,7 +62,7 @@ static void dropout_apply(float *out, const float *inp, size_t n, float p, uint6
     enum { ELEMENTS_PER_GROUP = PHILOX_LANES * 4 };
     const float keep_scale = 1.0f / (1.0f - p);
     const size_t group_count = (n + ELEMENTS_PER_GROUP - 1) / ELEMENTS_PER_GROUP;
-#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_TRANSCENDENTAL)
+#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (size_t group = 0; group < group_count; group++) {
         float uniforms[ELEMENTS_PER_GROUP];
         philox_uniform_blocks(uniforms, group * PHILOX_LANES, seed, stream);
@@ -91,7 +91,7 @@ void cpu_dropout_forward(float *out, const float *inp, size_t n, float p, uint64
 void cpu_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint64_t stream) {
     if (!dinp || p >= 1.0f) return;
     if (p <= 0.0f) {
-#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
         for (size_t i = 0; i < n; i++) dinp[i] += dout[i];
         return;
     }

@@ -6,7 +6,7 @@
 
 void cpu_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C) {
     if (N <= 0 || C <= 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (int row = 0; row < N; row++) {
         if (ids[row] < 0) continue;  // negative ids (padding sentinels) contribute nothing
         const float *table_row = table + (size_t)ids[row] * C;
@@ -20,7 +20,7 @@ void cpu_embedding_backward(float *dtable, const float *dout, const int32_t *ids
     // Repeated ids make a row-parallel scatter race; column blocks are owned by one thread each
     // and visited in row order, so the sums are race-free and deterministic.
     int block_count = (C + QFT_CPU_COLUMN_BLOCK - 1) / QFT_CPU_COLUMN_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_CHEAP && block_count > 1)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND && block_count > 1)
     for (int block = 0; block < block_count; block++) {
         int col_begin = block * QFT_CPU_COLUMN_BLOCK;
         int width = C - col_begin < QFT_CPU_COLUMN_BLOCK ? C - col_begin : QFT_CPU_COLUMN_BLOCK;

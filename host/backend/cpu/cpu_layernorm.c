@@ -7,7 +7,7 @@
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                            const float *bias, int N, int C, float eps) {
     if (N <= 0 || C <= 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (int row = 0; row < N; row++) {
         const float *x = inp + (size_t)row * C;
         float *y = out + (size_t)row * C;
@@ -37,7 +37,7 @@ void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const flo
                             const float *weight, const float *mean, const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     if (dinp) {
-#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_COMPUTE)
         for (int row = 0; row < N; row++) {
             const float *x = inp + (size_t)row * C;
             const float *dy = dout + (size_t)row * C;
@@ -63,7 +63,7 @@ void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const flo
     }
     if (dweight || dbias) {
         int block_count = (C + QFT_CPU_COLUMN_BLOCK - 1) / QFT_CPU_COLUMN_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_CHEAP && block_count > 1)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_COMPUTE && block_count > 1)
         for (int block = 0; block < block_count; block++) {
             int col_begin = block * QFT_CPU_COLUMN_BLOCK;
             int width = C - col_begin < QFT_CPU_COLUMN_BLOCK ? C - col_begin : QFT_CPU_COLUMN_BLOCK;

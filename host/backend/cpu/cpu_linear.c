@@ -11,7 +11,7 @@ void cpu_linear_forward(float *out, const float *inp, const float *weight, const
     float beta = 0.0f;
     if (bias) {
         // Seed every row with the bias and let sgemm accumulate onto it (beta = 1): one pass over out.
-#pragma omp parallel for schedule(static) if ((size_t)N * OC > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if ((size_t)N * OC > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
         for (int row = 0; row < N; row++) memcpy(out + (size_t)row * OC, bias, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }

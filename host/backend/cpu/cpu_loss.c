@@ -7,7 +7,7 @@
 void cpu_cross_entropy_forward(float *losses, float *probs, const float *logits, const int32_t *targets, int N,
                                int V, float label_smoothing) {
     if (N <= 0 || V <= 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)N * V > QFT_CPU_PARALLEL_MIN_TRANSCENDENTAL)
+#pragma omp parallel for schedule(static) if ((size_t)N * V > QFT_CPU_PARALLEL_MIN_SCALAR_LIBM)
     for (int row = 0; row < N; row++) {
         const float *x = logits + (size_t)row * V;
         float row_max = -INFINITY;
@@ -43,7 +43,7 @@ void cpu_cross_entropy_backward(float *dlogits, const float *probs, const int32_
     // The smoothed target distribution is (1-eps) onehot + eps/V; it sums to 1, so dloss/dlogit = p - q.
     const float uniform_part = label_smoothing / (float)V;
     const float onehot_part = 1.0f - label_smoothing;
-#pragma omp parallel for schedule(static) if ((size_t)N * V > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if ((size_t)N * V > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (int row = 0; row < N; row++) {
         int32_t target = targets[row];
         if (target < 0 || target >= V) continue;
@@ -70,6 +70,6 @@ void cpu_mse_backward(float *dpred, const float *pred, const float *target, size
     if (!dpred || n == 0) return;
     // d mean((pred - target)^2) / d pred_i = 2 (pred_i - target_i) / n, times the upstream scale.
     const float factor = 2.0f * dloss_scale / (float)n;
-#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (size_t i = 0; i < n; i++) dpred[i] += factor * (pred[i] - target[i]);
 }

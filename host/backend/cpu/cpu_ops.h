@@ -9,10 +9,12 @@
 
 #include "backend/backend.h"
 
-// Element counts above which an op forks OpenMP threads. Cheap memory-bound ops need many
-// elements to pay for the fork; ops calling erff/tanhf/expf per element pay off much earlier.
-#define QFT_CPU_PARALLEL_MIN_CHEAP 32768
-#define QFT_CPU_PARALLEL_MIN_TRANSCENDENTAL 4096
+// Element counts above which an op forks OpenMP threads: about 15 us of single-thread work, twice
+// the fork/join cost of a sleeping team (~7.5 us measured with OMP_WAIT_POLICY=passive on 2 cores;
+// ~0.5 us with spinning workers), so forking pays off under either wait policy.
+#define QFT_CPU_PARALLEL_MIN_MEMORY_BOUND 131072  // ~0.1 ns/element: add, copies, column sums
+#define QFT_CPU_PARALLEL_MIN_COMPUTE 32768        // ~0.3-1 ns/element: SIMD gelu/exp, LayerNorm, Philox
+#define QFT_CPU_PARALLEL_MIN_SCALAR_LIBM 4096     // ~5 ns/element: scalar expf/log (cross-entropy)
 
 // Column reductions (bias, LayerNorm weight, position-embedding grads) split the columns into
 // blocks of this many floats (one 64-byte cache line); each block is owned by one thread and summed
@@ -32,6 +34,12 @@ float tanhf(float);
 #pragma omp declare simd notinbranch
 float expf(float);
 #endif
+#endif
+
+#if defined(__clang__)
+// Clang may not map these calls to libmvec and then reports each `omp simd` loop it could not
+// vectorize as a warning (an error under -Werror); the scalar code it falls back to is correct.
+#pragma clang diagnostic ignored "-Wpass-failed"
 #endif
 
 // Elementwise kernels run on blocks of exactly this many lanes (a zero-padded copy for the tail), so

@@ -17,7 +17,7 @@ void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_
     // torch's lerp switches formulas at weight 0.5 for accuracy; keep both branches.
     const int lerp_from_start = one_minus_beta1 < 0.5f;
     const float lerp_complement = 1.0f - one_minus_beta1;
-#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (size_t i = 0; i < n; i++) {
         float g = grad[i];
         float p = param[i] * decay_factor;                 // param.mul_(1 - lr * wd)

@@ -9,7 +9,7 @@ void cpu_patchify_forward(float *out, const float *images, int B, int CH, int H,
     const int patch_count = grid_h * grid_w;
     const size_t patch_size = (size_t)CH * P * P;
     const size_t work = (size_t)B * patch_count * patch_size;
-#pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (int b = 0; b < B; b++) {
         for (int patch = 0; patch < patch_count; patch++) {
             const int grid_y = patch / grid_w, grid_x = patch % grid_w;
@@ -30,7 +30,7 @@ void cpu_vit_tokens_forward(float *out, const float *patches, const float *cls, 
     if (B <= 0 || D <= 0) return;
     const int prefix = dist ? 2 : 1;
     const int T = NP + prefix;
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * D > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * D > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const float *token = t == 0 ? cls : (t == 1 && dist) ? dist : patches + ((size_t)b * NP + t - prefix) * D;
@@ -49,7 +49,7 @@ void cpu_vit_tokens_backward(float *dpatches, float *dcls, float *ddist, float *
     const int T = NP + prefix;
     const size_t batch_stride = (size_t)T * D;
     if (dpatches) {
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * NP * D > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * NP * D > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
         for (int b = 0; b < B; b++) {
             for (int p = 0; p < NP; p++) {
                 const float *dout_row = dout + (size_t)b * batch_stride + (size_t)(prefix + p) * D;

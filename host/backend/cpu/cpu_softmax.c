@@ -7,7 +7,7 @@
 
 void cpu_softmax_forward(float *out, const float *inp, int N, int C) {
     if (N <= 0 || C <= 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_TRANSCENDENTAL)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (int row = 0; row < N; row++) {
         const float *x = inp + (size_t)row * C;
         float *y = out + (size_t)row * C;
@@ -22,7 +22,7 @@ void cpu_softmax_forward(float *out, const float *inp, int N, int C) {
 
 void cpu_softmax_backward(float *dinp, const float *out, const float *dout, int N, int C) {
     if (!dinp || N <= 0 || C <= 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_CHEAP)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (int row = 0; row < N; row++) {
         const float *y = out + (size_t)row * C;
         const float *dy = dout + (size_t)row * C;
