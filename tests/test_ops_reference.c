@@ -298,6 +298,25 @@ static void run_elementwise(float *result, const void *ctx) {
     double squares = backend->sum_squares(in->a, n);
     memcpy(result + 7 * n + in->C, &squares, sizeof squares);
 }
+// vit_tokens (B = 128, NP = 15, D = 64 with a distillation token: T = 17), cross-entropy over
+// N = 2176 rows of 64 classes, and AdamW over n parameters.
+static void run_tokens_loss_optimizer(float *result, const void *ctx) {
+    const shared_inputs *in = ctx;
+    size_t n = (size_t)in->N * in->C;
+    const int B = 128, NP = 15, D = 64;
+    backend->vit_tokens_forward(result, in->a, in->b, in->c, in->d, B, NP, D);  // n floats
+    float *dpatches = result + n, *dcls = dpatches + (size_t)B * NP * D, *ddist = dcls + D, *dpos = ddist + D;
+    backend->vit_tokens_backward(dpatches, dcls, ddist, dpos, in->a, B, NP, D);
+    float *losses = dpos + (size_t)(NP + 2) * D, *probs = losses + in->N, *dlogits = probs + n;
+    int32_t *targets = malloc((size_t)in->N * sizeof(int32_t));
+    for (int i = 0; i < in->N; i++) targets[i] = i % 11 == 0 ? -100 : in->ids[i] % in->C;
+    backend->cross_entropy_forward(losses, probs, in->a, targets, in->N, in->C, 0.1f);
+    backend->cross_entropy_backward(dlogits, probs, targets, in->N, in->C, 0.1f, 0.5f);
+    float *param = dlogits + n, *m = param + n, *v = m + n;
+    memcpy(param, in->b, n * sizeof(float));
+    for (int step = 1; step <= 2; step++) backend->adamw_update(param, in->d, m, v, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, step);
+    free(targets);
+}
 
 static void check_thread_independent(const char *name, thread_case_function run, const void *inputs, size_t n) {
     float *reference = zero_tensor(n), *other = zero_tensor(n);
@@ -330,6 +349,8 @@ static void test_thread_independence(void) {
     check_thread_independent("layernorm", run_layernorm, &in, 2 * n + 2 * (size_t)C);
     check_thread_independent("attention", run_attention, &in, 4 * n);
     check_thread_independent("elementwise/reductions", run_elementwise, &in, 7 * n + C + 2);
+    check_thread_independent("vit_tokens/cross_entropy/adamw", run_tokens_loss_optimizer, &in,
+                             2 * n + 2 * (size_t)C + 17 * (size_t)C + N + 5 * n);
     free((void *)in.a), free((void *)in.b), free((void *)in.c), free((void *)in.d), free(mask), free(ids);
 }
 

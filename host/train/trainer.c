@@ -139,7 +139,10 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
 
     TRY(qft_dataset_open(&s.train, cfg, 0, err));
     TRY(qft_dataset_open(&s.eval, cfg, 1, err));
-    int B = cfg->data.batch_size, EB = cfg->data.eval_batch_size;
+    // Evaluation during training reuses the training activations, so it runs in chunks of at most
+    // the training batch (a larger eval batch would size every activation buffer for it).
+    int B = cfg->data.batch_size;
+    int EB = cfg->data.eval_batch_size < B ? cfg->data.eval_batch_size : B;
     long batches_per_epoch = s.train.count / B;
     if (batches_per_epoch < 1) {
         status = qft_fail(err, QFT_ERR_INVALID, "data.batch_size %d is larger than the training set (%d examples)", B,
@@ -152,8 +155,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         goto done;
     }
     const qft_backend *be = qft_backend_cpu();
-    int max_batch = B > EB ? B : EB;
-    TRY(qft_model_create(&s.model, &cfg->model, max_batch, cfg->data.max_seq_len, be, (uint64_t)cfg->run.seed, err));
+    TRY(qft_model_create(&s.model, &cfg->model, B, cfg->data.max_seq_len, be, (uint64_t)cfg->run.seed, err));
     s.model.label_smoothing = (float)hp->label_smoothing;
     if (cfg->model.init_from[0]) {
         int missing_head = 0;

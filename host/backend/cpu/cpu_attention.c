@@ -9,13 +9,24 @@
 // stays finite (all logits equal, so it becomes uniform) instead of producing NaN as -inf would.
 #define ATTENTION_MASKED_LOGIT (-1e30f)
 
-// q.k for all keys at once vectorizes over keys when K (or V) of one head is transposed to [HS][T]
-// first; that copy lives on the stack, so it is used up to this many floats (128 KiB, e.g. T = 512,
-// HS = 64) and plain per-key dot products beyond.
+// Query rows are processed in groups of this many: each inner loop then carries this many
+// independent accumulator chains, which hides FMA latency (T and HS are small: 17 and 16 in the
+// demo ViT, so one chain per row would leave the core waiting on its own results).
+#define ATTENTION_QUERY_GROUP 4
+_Static_assert(ATTENTION_QUERY_GROUP == 4, "the dk/dv updates below spell out four rows");
+
+// Keys per chunk of scores (one AVX-512 register) and channels per chunk of row accumulators.
+#define ATTENTION_KEY_CHUNK 16
+#define ATTENTION_CHANNEL_CHUNK 64
+
+// q.k for a key chunk at once vectorizes over keys when K (or V) of one head is transposed to
+// [HS][T_padded] first; that copy lives on the stack, so it is used up to this many floats (128 KiB,
+// e.g. T = 512, HS = 64) and plain per-key dot products beyond.
 #define ATTENTION_MAX_TRANSPOSED_FLOATS 32768
 
-// Per-row accumulators over channels are kept in chunks of this many floats (4 AVX-512 registers).
-#define ATTENTION_CHANNEL_CHUNK 64
+static inline int padded_key_count(int T) {
+    return (T + ATTENTION_KEY_CHUNK - 1) / ATTENTION_KEY_CHUNK * ATTENTION_KEY_CHUNK;
+}
 
 static inline float head_dot(const float *a, const float *b, int HS) {
     float sum = 0.0f;
@@ -24,74 +35,135 @@ static inline float head_dot(const float *a, const float *b, int HS) {
     return sum;
 }
 
-// Keys are processed in chunks of this many (one AVX-512 register of scores).
-#define ATTENTION_KEY_CHUNK 16
-
-static inline int padded_key_count(int T) { return (T + ATTENTION_KEY_CHUNK - 1) / ATTENTION_KEY_CHUNK * ATTENTION_KEY_CHUNK; }
-
 // transposed[d * T_padded + j] = rows[j * row_stride + d] for the T rows of one head; the padding
 // columns are zero, so dot loops can always run whole key chunks.
 static void transpose_head(float *restrict transposed, const float *restrict rows, size_t row_stride, int T, int HS) {
     const int T_padded = padded_key_count(T);
-    for (int d = 0; d < HS; d++)
-        for (int j = T; j < T_padded; j++) transposed[(size_t)d * T_padded + j] = 0.0f;
-    for (int j = 0; j < T; j++)
-        for (int d = 0; d < HS; d++) transposed[(size_t)d * T_padded + j] = rows[(size_t)j * row_stride + d];
+    for (int d = 0; d < HS; d++) {
+        float *column = transposed + (size_t)d * T_padded;
+        for (int j = 0; j < T; j++) column[j] = rows[(size_t)j * row_stride + d];
+        for (int j = T; j < T_padded; j++) column[j] = 0.0f;
+    }
 }
 
-// dots[j] = x . rows_j for all T rows of one head: from the transposed copy when there is one.
-static inline void dots_with_head(float *restrict dots, const float *restrict x, const float *restrict transposed,
-                                  const float *restrict rows, size_t row_stride, int T, int HS) {
+// dots[r][j] = x_r . rows_j for the group's rows x_r (all valid pointers; duplicates allowed) and all
+// T rows of one head, from the transposed copy when there is one. dots rows have stride T.
+static inline __attribute__((always_inline)) void group_dots_with_head(
+    float *restrict dots, const float *const *x_rows, const float *restrict transposed, const float *restrict rows,
+    size_t row_stride, int T, int HS) {
     if (transposed) {
         const int T_padded = padded_key_count(T);
         for (int j0 = 0; j0 < T; j0 += ATTENTION_KEY_CHUNK) {
-            float acc[ATTENTION_KEY_CHUNK] = {0};
+            float acc[ATTENTION_QUERY_GROUP][ATTENTION_KEY_CHUNK] = {{0}};
             for (int d = 0; d < HS; d++) {
-                const float xd = x[d];
                 const float *column = transposed + (size_t)d * T_padded + j0;
+                for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+                    const float xd = x_rows[r][d];
 #pragma omp simd
-                for (int jj = 0; jj < ATTENTION_KEY_CHUNK; jj++) acc[jj] += xd * column[jj];
+                    for (int jj = 0; jj < ATTENTION_KEY_CHUNK; jj++) acc[r][jj] += xd * column[jj];
+                }
             }
             const int width = T - j0 < ATTENTION_KEY_CHUNK ? T - j0 : ATTENTION_KEY_CHUNK;
-            memcpy(dots + j0, acc, (size_t)width * sizeof(float));
+            for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+                float *dots_row = dots + (size_t)r * T + j0;
+                if (width == ATTENTION_KEY_CHUNK) {
+#pragma omp simd
+                    for (int jj = 0; jj < ATTENTION_KEY_CHUNK; jj++) dots_row[jj] = acc[r][jj];
+                } else {
+                    for (int jj = 0; jj < width; jj++) dots_row[jj] = acc[r][jj];
+                }
+            }
         }
     } else {
-        for (int j = 0; j < T; j++) dots[j] = head_dot(x, rows + (size_t)j * row_stride, HS);
+        for (int r = 0; r < ATTENTION_QUERY_GROUP; r++)
+            for (int j = 0; j < T; j++) dots[(size_t)r * T + j] = head_dot(x_rows[r], rows + (size_t)j * row_stride, HS);
+    }
+}
+
+// acc_out[r][d] (+)= sum_j weights[r][j] * rows_j[d] for the group's rows, in channel chunks;
+// out_rows[r] == NULL skips row r's store. accumulate: add into out_rows instead of overwriting.
+static inline __attribute__((always_inline)) void group_weighted_rows(
+    float *const *out_rows, const float *const *weight_rows, const float *restrict rows, size_t row_stride, int T,
+    int HS, int accumulate) {
+    for (int d0 = 0; d0 < HS; d0 += ATTENTION_CHANNEL_CHUNK) {
+        const int width = HS - d0 < ATTENTION_CHANNEL_CHUNK ? HS - d0 : ATTENTION_CHANNEL_CHUNK;
+        float acc[ATTENTION_QUERY_GROUP][ATTENTION_CHANNEL_CHUNK] = {{0}};
+        for (int j = 0; j < T; j++) {
+            float weights[ATTENTION_QUERY_GROUP];
+            int any = 0;
+            for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+                weights[r] = weight_rows[r][j];
+                any |= weights[r] != 0.0f;
+            }
+            if (!any) continue;  // a padded key (probability 0 for every row)
+            const float *row = rows + (size_t)j * row_stride + d0;
+            for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+#pragma omp simd
+                for (int d = 0; d < width; d++) acc[r][d] += weights[r] * row[d];
+            }
+        }
+        for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+            if (!out_rows[r]) continue;
+            if (accumulate) {
+                for (int d = 0; d < width; d++) out_rows[r][d0 + d] += acc[r][d];
+            } else {
+                memcpy(out_rows[r] + d0, acc[r], (size_t)width * sizeof(float));
+            }
+        }
     }
 }
 
 // One (batch, head): scores, masked softmax, probs @ v. Always inlined into a switch on HS, so the
 // common head sizes get constant trip counts and keep their accumulators in registers.
 static inline __attribute__((always_inline)) void attention_head_forward(
-    float *out_head, float *prob_head, float *local_row, const float *q_head, const float *k_head,
+    float *out_head, float *prob_head, float *group_buffer, const float *q_head, const float *k_head,
     const float *v_head, const float *mask_row, float *k_transposed, int T, int HS, size_t C, float scale) {
     if (k_transposed) transpose_head(k_transposed, k_head, C, T, HS);
-    for (int i = 0; i < T; i++) {
-        const float *q_row = q_head + (size_t)i * C;
-        float *prob_row = prob_head ? prob_head + (size_t)i * T : local_row;
-        dots_with_head(prob_row, q_row, k_transposed, k_head, C, T, HS);
-        float row_max = -INFINITY;
-        for (int j = 0; j < T; j++) {
-            float logit = mask_row && mask_row[j] < 0.5f ? ATTENTION_MASKED_LOGIT : prob_row[j] * scale;
-            prob_row[j] = logit;
-            row_max = logit > row_max ? logit : row_max;
+    for (int i0 = 0; i0 < T; i0 += ATTENTION_QUERY_GROUP) {
+        const int valid_rows = T - i0 < ATTENTION_QUERY_GROUP ? T - i0 : ATTENTION_QUERY_GROUP;
+        // Rows past T repeat the last row (constant trip counts) and are never stored.
+        const float *q_rows[ATTENTION_QUERY_GROUP];
+        float *out_rows[ATTENTION_QUERY_GROUP];
+        const float *prob_rows[ATTENTION_QUERY_GROUP];
+        float *scores = prob_head ? prob_head + (size_t)i0 * T : group_buffer;
+        float *group_scores = valid_rows == ATTENTION_QUERY_GROUP ? scores : group_buffer;
+        for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+            const int row = r < valid_rows ? i0 + r : T - 1;
+            q_rows[r] = q_head + (size_t)row * C;
+            out_rows[r] = r < valid_rows ? out_head + (size_t)(i0 + r) * C : NULL;
+            prob_rows[r] = group_scores + (size_t)(r < valid_rows ? r : valid_rows - 1) * T;
         }
-        float inv_sum = 1.0f / cpu_exp_shifted_sum(prob_row, T, row_max);
-        for (int j = 0; j < T; j++) prob_row[j] *= inv_sum;
-
-        // out_i = sum_j p_j v_j, in register-sized channel chunks (constant-size after inlining).
-        for (int d0 = 0; d0 < HS; d0 += ATTENTION_CHANNEL_CHUNK) {
-            const int width = HS - d0 < ATTENTION_CHANNEL_CHUNK ? HS - d0 : ATTENTION_CHANNEL_CHUNK;
-            float out_acc[ATTENTION_CHANNEL_CHUNK] = {0};
-            for (int j = 0; j < T; j++) {
-                const float p = prob_row[j];
-                if (p == 0.0f) continue;  // padded key
-                const float *v_row = v_head + (size_t)j * C + d0;
+        group_dots_with_head(group_scores, q_rows, k_transposed, k_head, C, T, HS);
+        for (int r = 0; r < valid_rows; r++) {
+            float *prob_row = group_scores + (size_t)r * T;
+            if (mask_row) {
 #pragma omp simd
-                for (int d = 0; d < width; d++) out_acc[d] += p * v_row[d];
+                for (int j = 0; j < T; j++) prob_row[j] = mask_row[j] < 0.5f ? ATTENTION_MASKED_LOGIT : prob_row[j] * scale;
+            } else {
+#pragma omp simd
+                for (int j = 0; j < T; j++) prob_row[j] *= scale;
             }
-            memcpy(out_head + (size_t)i * C + d0, out_acc, (size_t)width * sizeof(float));
+            float row_max = -INFINITY;
+#pragma omp simd reduction(max : row_max)
+            for (int j = 0; j < T; j++) row_max = prob_row[j] > row_max ? prob_row[j] : row_max;
+#pragma omp simd
+            for (int j = 0; j < T; j++) prob_row[j] -= row_max;
         }
+        // The group's rows are contiguous: one exp pass over all of them wastes fewer SIMD lanes on
+        // row tails than a pass per row (T = 17: 5 vector calls instead of 8).
+        cpu_exp_shifted_sum(group_scores, valid_rows * T, 0.0f);
+        for (int r = 0; r < valid_rows; r++) {
+            float *prob_row = group_scores + (size_t)r * T;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j < T; j++) sum += prob_row[j];
+            const float inv_sum = 1.0f / sum;
+#pragma omp simd
+            for (int j = 0; j < T; j++) prob_row[j] *= inv_sum;
+        }
+        group_weighted_rows(out_rows, prob_rows, v_head, C, T, HS, 0);
+        if (prob_head && group_scores != scores)  // a partial last group was computed in the buffer
+            memcpy(scores, group_scores, (size_t)valid_rows * T * sizeof(float));
     }
 }
 
@@ -108,10 +180,10 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
             const float *mask_row = key_mask ? key_mask + (size_t)b * T : NULL;
             float *prob_head = probs ? probs + ((size_t)b * NH + h) * T * T : NULL;
             float k_transposed[use_transposed ? (size_t)padded_key_count(T) * HS : 1];
-            float local_row[T];  // used when the caller does not keep probs (inference)
+            float group_buffer[(size_t)ATTENTION_QUERY_GROUP * T];  // scores when probs is NULL or for a partial group
             float *transposed = use_transposed ? k_transposed : NULL;
 #define ATTENTION_HEAD_FORWARD(head_size)                                                                     \
-    attention_head_forward(out + head_offset, prob_head, local_row, q + head_offset, k + head_offset,        \
+    attention_head_forward(out + head_offset, prob_head, group_buffer, q + head_offset, k + head_offset,     \
                            v + head_offset, mask_row, transposed, T, head_size, C, scale)
             switch (HS) {
                 case 16: ATTENTION_HEAD_FORWARD(16); break;
@@ -125,55 +197,61 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
 }
 
 // One (batch, head) of the backward; inlined into a switch on HS like the forward.
+// dlogit_group: ATTENTION_QUERY_GROUP x T scratch; zero_row: T zeros (probabilities of absent rows).
 static inline __attribute__((always_inline)) void attention_head_backward(
-    float *dq_head, float *dk_head, float *dv_head, float *dlogit_row, const float *dout_head,
-    const float *prob_head, const float *q_head, const float *k_head, const float *v_head, float *v_transposed,
-    int T, int HS, size_t C, float scale) {
-    if (v_transposed && (dq_head || dk_head)) transpose_head(v_transposed, v_head, C, T, HS);
-    for (int i = 0; i < T; i++) {
-        const float *prob_row = prob_head + (size_t)i * T;
-        const float *dout_row = dout_head + (size_t)i * C;
-        const float *q_row = q_head + (size_t)i * C;
-        if (dv_head) {
+    float *dq_head, float *dk_head, float *dv_head, float *dlogit_group, const float *zero_row,
+    const float *dout_head, const float *prob_head, const float *q_head, const float *k_head, const float *v_head,
+    float *v_transposed, int T, int HS, size_t C, float scale) {
+    const int need_dlogits = dq_head || dk_head;
+    if (v_transposed && need_dlogits) transpose_head(v_transposed, v_head, C, T, HS);
+    for (int i0 = 0; i0 < T; i0 += ATTENTION_QUERY_GROUP) {
+        const int valid_rows = T - i0 < ATTENTION_QUERY_GROUP ? T - i0 : ATTENTION_QUERY_GROUP;
+        // Absent rows (past T) get probability and dlogit 0, so their dk/dv contributions vanish.
+        const float *dout_rows[ATTENTION_QUERY_GROUP], *q_rows[ATTENTION_QUERY_GROUP];
+        const float *prob_rows[ATTENTION_QUERY_GROUP], *dlogit_rows[ATTENTION_QUERY_GROUP];
+        float *dq_rows[ATTENTION_QUERY_GROUP];
+        for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+            const int row = r < valid_rows ? i0 + r : T - 1;
+            dout_rows[r] = dout_head + (size_t)row * C;
+            q_rows[r] = q_head + (size_t)row * C;
+            prob_rows[r] = r < valid_rows ? prob_head + (size_t)row * T : zero_row;
+            dlogit_rows[r] = dlogit_group + (size_t)r * T;
+            dq_rows[r] = dq_head && r < valid_rows ? dq_head + (size_t)row * C : NULL;
+        }
+        if (dv_head) {  // dv_j += sum_r p_rj dout_r
             for (int j = 0; j < T; j++) {
-                const float p = prob_row[j];
-                if (p == 0.0f) continue;  // padded key: no gradient flows
+                const float p0 = prob_rows[0][j], p1 = prob_rows[1][j], p2 = prob_rows[2][j], p3 = prob_rows[3][j];
+                if (p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f) continue;  // padded key
                 float *dv_row = dv_head + (size_t)j * C;
 #pragma omp simd
-                for (int d = 0; d < HS; d++) dv_row[d] += p * dout_row[d];
+                for (int d = 0; d < HS; d++)
+                    dv_row[d] += p0 * dout_rows[0][d] + p1 * dout_rows[1][d] + p2 * dout_rows[2][d] + p3 * dout_rows[3][d];
             }
         }
-        if (!dq_head && !dk_head) continue;
+        if (!need_dlogits) continue;
         // Softmax backward: dlogit_j = p_j (dp_j - sum_k p_k dp_k), with dp_j = dout_i . v_j;
         // the logits were scaled, so dq and dk carry the scale once more.
-        dots_with_head(dlogit_row, dout_row, v_transposed, v_head, C, T, HS);
-        float weighted_dprob = 0.0f;
-        for (int j = 0; j < T; j++) weighted_dprob += prob_row[j] * dlogit_row[j];
-        for (int j = 0; j < T; j++) dlogit_row[j] = prob_row[j] * (dlogit_row[j] - weighted_dprob) * scale;
-        if (dk_head) {
+        group_dots_with_head(dlogit_group, dout_rows, v_transposed, v_head, C, T, HS);
+        for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+            const float *prob_row = prob_rows[r];
+            float *dlogit_row = dlogit_group + (size_t)r * T;
+            float weighted_dprob = 0.0f;
+            for (int j = 0; j < T; j++) weighted_dprob += prob_row[j] * dlogit_row[j];
+#pragma omp simd
+            for (int j = 0; j < T; j++) dlogit_row[j] = prob_row[j] * (dlogit_row[j] - weighted_dprob) * scale;
+        }
+        if (dk_head) {  // dk_j += sum_r dlogit_rj q_r
             for (int j = 0; j < T; j++) {
-                const float dlogit = dlogit_row[j];
-                if (dlogit == 0.0f) continue;
+                const float g0 = dlogit_rows[0][j], g1 = dlogit_rows[1][j], g2 = dlogit_rows[2][j],
+                            g3 = dlogit_rows[3][j];
+                if (g0 == 0.0f && g1 == 0.0f && g2 == 0.0f && g3 == 0.0f) continue;
                 float *dk_row = dk_head + (size_t)j * C;
 #pragma omp simd
-                for (int d = 0; d < HS; d++) dk_row[d] += dlogit * q_row[d];
+                for (int d = 0; d < HS; d++)
+                    dk_row[d] += g0 * q_rows[0][d] + g1 * q_rows[1][d] + g2 * q_rows[2][d] + g3 * q_rows[3][d];
             }
         }
-        if (dq_head) {
-            for (int d0 = 0; d0 < HS; d0 += ATTENTION_CHANNEL_CHUNK) {
-                const int width = HS - d0 < ATTENTION_CHANNEL_CHUNK ? HS - d0 : ATTENTION_CHANNEL_CHUNK;
-                float dq_acc[ATTENTION_CHANNEL_CHUNK] = {0};
-                for (int j = 0; j < T; j++) {
-                    const float dlogit = dlogit_row[j];
-                    if (dlogit == 0.0f) continue;
-                    const float *k_row = k_head + (size_t)j * C + d0;
-#pragma omp simd
-                    for (int d = 0; d < width; d++) dq_acc[d] += dlogit * k_row[d];
-                }
-                float *dq_row = dq_head + (size_t)i * C + d0;
-                for (int d = 0; d < width; d++) dq_row[d] += dq_acc[d];
-            }
-        }
+        if (dq_head) group_weighted_rows(dq_rows, dlogit_rows, k_head, C, T, HS, 1);  // dq_r += sum_j dlogit_rj k_j
     }
 }
 
@@ -192,12 +270,14 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
             const float *prob_head = probs + ((size_t)b * NH + h) * T * T;
             float v_transposed[use_transposed ? (size_t)padded_key_count(T) * HS : 1];
             float *transposed = use_transposed ? v_transposed : NULL;
-            float dlogit_row[T];
+            float dlogit_group[(size_t)ATTENTION_QUERY_GROUP * T];
+            float zero_row[T];
+            memset(zero_row, 0, sizeof zero_row);
             float *dq_head = dq ? dq + head_offset : NULL;
             float *dk_head = dk ? dk + head_offset : NULL;
             float *dv_head = dv ? dv + head_offset : NULL;
 #define ATTENTION_HEAD_BACKWARD(head_size)                                                                    \
-    attention_head_backward(dq_head, dk_head, dv_head, dlogit_row, dout + head_offset, prob_head,             \
+    attention_head_backward(dq_head, dk_head, dv_head, dlogit_group, zero_row, dout + head_offset, prob_head, \
                             q + head_offset, k + head_offset, v + head_offset, transposed, T, head_size, C, scale)
             switch (HS) {
                 case 16: ATTENTION_HEAD_BACKWARD(16); break;

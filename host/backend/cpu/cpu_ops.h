@@ -1,5 +1,5 @@
 // Private declarations of the fp32 CPU backend's ops, shared by cpu_*.c and the table in cpu_backend.c.
-// Also holds the work thresholds below which an op stays single-threaded (fork/join costs ~1-3 us).
+// Also holds the OpenMP work thresholds and the SIMD math helpers that several op files share.
 #ifndef QFT_BACKEND_CPU_OPS_H
 #define QFT_BACKEND_CPU_OPS_H
 
@@ -47,14 +47,23 @@ float expf(float);
 // stay bit-identical for any thread count.
 #define QFT_CPU_VECTOR_BLOCK 16
 
-// row[j] = expf(row[j] - shift) for j < count; returns their float sum, added in index order.
+// row[j] = expf(row[j] - shift) for j < count; returns their float sum (a fixed, position-determined
+// order: SIMD partial sums per full block, then the tail).
 static inline float cpu_exp_shifted_sum(float *row, int count, float shift) {
     float sum = 0.0f;
-    for (int begin = 0; begin < count; begin += QFT_CPU_VECTOR_BLOCK) {
-        int width = count - begin < QFT_CPU_VECTOR_BLOCK ? count - begin : QFT_CPU_VECTOR_BLOCK;
-        float block[QFT_CPU_VECTOR_BLOCK];
-        for (int lane = 0; lane < QFT_CPU_VECTOR_BLOCK; lane++)
-            block[lane] = lane < width ? row[begin + lane] - shift : 0.0f;  // padding: no special-case path
+    int begin = 0;
+    for (; begin + QFT_CPU_VECTOR_BLOCK <= count; begin += QFT_CPU_VECTOR_BLOCK) {
+        float *block = row + begin;
+#pragma omp simd reduction(+ : sum)
+        for (int lane = 0; lane < QFT_CPU_VECTOR_BLOCK; lane++) {
+            block[lane] = expf(block[lane] - shift);
+            sum += block[lane];
+        }
+    }
+    if (begin < count) {  // the tail goes through the same vector code on a zero-padded copy
+        const int width = count - begin;
+        float block[QFT_CPU_VECTOR_BLOCK] = {0};
+        for (int lane = 0; lane < width; lane++) block[lane] = row[begin + lane] - shift;
 #pragma omp simd
         for (int lane = 0; lane < QFT_CPU_VECTOR_BLOCK; lane++) block[lane] = expf(block[lane]);
         for (int lane = 0; lane < width; lane++) {
