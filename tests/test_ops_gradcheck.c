@@ -279,13 +279,13 @@ typedef struct {
 
 static double attention_loss(void *ctx) {
     attention_case *c = ctx;
-    backend->attention_forward(c->out, c->scratch_probs, c->q, c->k, c->v, c->mask, c->B, c->T, c->NH, c->HS,
+    backend->attention_forward(c->out, c->scratch_probs, c->q, c->k, c->v, c->NH * c->HS, c->mask, c->B, c->T, c->NH, c->HS,
                                c->scale);
     return weighted_sum(c->out, c->dout, (size_t)c->B * c->T * c->NH * c->HS);
 }
 static void attention_grads(void *ctx) {
     attention_case *c = ctx;
-    backend->attention_backward(c->dq, c->dk, c->dv, c->dout, c->probs, c->q, c->k, c->v, c->B, c->T, c->NH, c->HS,
+    backend->attention_backward(c->dq, c->dk, c->dv, c->dout, c->probs, c->q, c->k, c->v, c->NH * c->HS, c->B, c->T, c->NH, c->HS,
                                 c->scale);
 }
 
@@ -307,7 +307,7 @@ static void test_attention(int B, int T, int NH, int HS, int with_mask, int spar
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) c.mask[(size_t)b * T + t] = t < T - (b % (T - 1)) ? 1.0f : 0.0f;
     }
-    backend->attention_forward(c.out, c.probs, c.q, c.k, c.v, c.mask, B, T, NH, HS, c.scale);
+    backend->attention_forward(c.out, c.probs, c.q, c.k, c.v, NH * HS, c.mask, B, T, NH, HS, c.scale);
     grad_slot slots[] = {{"q", c.q, c.dq, n, samples}, {"k", c.k, c.dk, n, samples}, {"v", c.v, c.dv, n, samples}};
     gradcheck(with_mask ? "attention(masked)" : "attention", &c, attention_loss, attention_grads, slots, 3, step);
 
@@ -324,8 +324,8 @@ static void test_attention(int B, int T, int NH, int HS, int with_mask, int spar
         CHECK(!leak, "attention: padded keys received gradient");
     }
     float *dv_only = zero_tensor(n), *dq_only = zero_tensor(n);
-    backend->attention_backward(NULL, NULL, dv_only, c.dout, c.probs, c.q, c.k, c.v, B, T, NH, HS, c.scale);
-    backend->attention_backward(dq_only, NULL, NULL, c.dout, c.probs, c.q, c.k, c.v, B, T, NH, HS, c.scale);
+    backend->attention_backward(NULL, NULL, dv_only, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, NH, HS, c.scale);
+    backend->attention_backward(dq_only, NULL, NULL, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, NH, HS, c.scale);
     CHECK(tensors_equal(dv_only, c.dv, n), "attention: dv alone differs from full backward");
     CHECK(tensors_equal(dq_only, c.dq, n), "attention: dq alone differs from full backward");
     free(dv_only), free(dq_only);

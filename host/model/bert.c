@@ -20,7 +20,7 @@ static qft_status add_param(qft_model *m, const char *name, int ndim, const int6
 qft_status qft_bert_register_params(qft_model *m, qft_error *err) {
     const char *p = m->prefix;
     char name[QFT_PARAM_NAME_MAX];
-    int64_t D = m->D, F = m->F, L = m->num_labels;
+    int64_t D = m->D, L = m->num_labels;
 
     snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", p);
     TRY(add_param(m, name, 2, (int64_t[]){m->vocab_size, D}, QFT_INIT_NORMAL, 0, err));
@@ -33,28 +33,12 @@ qft_status qft_bert_register_params(qft_model *m, qft_error *err) {
     snprintf(name, sizeof name, "%sembeddings.LayerNorm.bias", p);
     TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 0, err));
 
-    // HF checkpoint order within a layer; bind_weights below walks the same order.
-    static const struct { const char *suffix; int out_is_ffn; int in_is_ffn; int is_norm; } layer_params[] = {
-        {"attention.self.query", 0, 0, 0},
-        {"attention.self.key", 0, 0, 0},
-        {"attention.self.value", 0, 0, 0},
-        {"attention.output.dense", 0, 0, 0},
-        {"attention.output.LayerNorm", 0, 0, 1},
-        {"intermediate.dense", 1, 0, 0},
-        {"output.dense", 0, 1, 0},
-        {"output.LayerNorm", 0, 0, 1},
-    };
+    static const qft_layer_names names = {
+        "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+        "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"};
     for (int l = 0; l < m->num_layers; l++) {
-        for (size_t i = 0; i < sizeof layer_params / sizeof layer_params[0]; i++) {
-            int64_t out = layer_params[i].out_is_ffn ? F : D, in = layer_params[i].in_is_ffn ? F : D;
-            snprintf(name, sizeof name, "%sencoder.layer.%d.%s.weight", p, l, layer_params[i].suffix);
-            if (layer_params[i].is_norm)
-                TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ONES, 0, err));
-            else
-                TRY(add_param(m, name, 2, (int64_t[]){out, in}, QFT_INIT_NORMAL, 0, err));
-            snprintf(name, sizeof name, "%sencoder.layer.%d.%s.bias", p, l, layer_params[i].suffix);
-            TRY(add_param(m, name, 1, (int64_t[]){out}, QFT_INIT_ZEROS, 0, err));
-        }
+        snprintf(name, sizeof name, "%sencoder.layer.%d.", p, l);
+        TRY(qft_register_layer(m, name, &names, err));
     }
     if (m->use_pooler) {
         snprintf(name, sizeof name, "%spooler.dense.weight", p);
@@ -74,17 +58,7 @@ void qft_bert_bind_weights(qft_model *m, float *base, qft_model_weights *w) {
     w->token_type = base + (it++)->offset;
     w->emb_ln_w = base + (it++)->offset;
     w->emb_ln_b = base + (it++)->offset;
-    for (int l = 0; l < m->num_layers; l++) {
-        qft_layer_params *lp = &w->layers[l];
-        lp->q_w = base + (it++)->offset; lp->q_b = base + (it++)->offset;
-        lp->k_w = base + (it++)->offset; lp->k_b = base + (it++)->offset;
-        lp->v_w = base + (it++)->offset; lp->v_b = base + (it++)->offset;
-        lp->o_w = base + (it++)->offset; lp->o_b = base + (it++)->offset;
-        lp->ln1_w = base + (it++)->offset; lp->ln1_b = base + (it++)->offset;
-        lp->fc1_w = base + (it++)->offset; lp->fc1_b = base + (it++)->offset;
-        lp->fc2_w = base + (it++)->offset; lp->fc2_b = base + (it++)->offset;
-        lp->ln2_w = base + (it++)->offset; lp->ln2_b = base + (it++)->offset;
-    }
+    for (int l = 0; l < m->num_layers; l++) qft_bind_layer(&it, base, &w->layers[l]);
     if (m->use_pooler) {
         w->pool_w = base + (it++)->offset;
         w->pool_b = base + (it++)->offset;

@@ -6,7 +6,7 @@
 
 size_t qft_layer_acts_floats(int N, int D, int F, size_t probs_floats) {
     size_t nd = (size_t)N * D, nf = (size_t)N * F;
-    // ln1_out q k v attn proj resid1 ln2_out fc2 resid2 = 10 x [N,D]; fc1 gelu = 2 x [N,F]; 4 x [N] stats
+    // ln1_out qkv(3) attn proj resid1 ln2_out fc2 resid2 = 10 x [N,D]; fc1 gelu = 2 x [N,F]; 4 x [N] stats
     return 10 * nd + 2 * nf + 4 * (size_t)N + probs_floats;
 }
 
@@ -14,9 +14,7 @@ void qft_layer_acts_carve(qft_layer_acts *a, float *block, int N, int D, int F, 
     size_t nd = (size_t)N * D, nf = (size_t)N * F;
     float *p = block;
     a->ln1_out = p; p += nd;
-    a->q = p; p += nd;
-    a->k = p; p += nd;
-    a->v = p; p += nd;
+    a->qkv = p; p += 3 * nd;
     a->attn = p; p += nd;
     a->proj = p; p += nd;
     a->resid1 = p; p += nd;
@@ -57,12 +55,10 @@ static const float *maybe_dropout_backward(const qft_backend *be, const qft_laye
 static void attention_block_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
                                     qft_layer_acts *a, const float *x_in) {
     int N = s->B * s->T, D = s->D;
-    be->linear_forward(a->q, x_in, p->q_w, p->q_b, N, D, D);
-    be->linear_forward(a->k, x_in, p->k_w, p->k_b, N, D, D);
-    be->linear_forward(a->v, x_in, p->v_w, p->v_b, N, D, D);
+    be->linear_forward(a->qkv, x_in, p->qkv_w, p->qkv_b, N, D, 3 * D);
     int HS = D / s->NH;
-    be->attention_forward(a->attn, a->probs, a->q, a->k, a->v, s->key_mask, s->B, s->T, s->NH, HS,
-                          1.0f / sqrtf((float)HS));
+    be->attention_forward(a->attn, a->probs, a->qkv, a->qkv + D, a->qkv + 2 * D, 3 * D, s->key_mask, s->B, s->T,
+                          s->NH, HS, 1.0f / sqrtf((float)HS));
     be->linear_forward(a->proj, a->attn, p->o_w, p->o_b, N, D, D);
     maybe_dropout_forward(be, s, a->proj, (size_t)N * D, STREAM_ATTN_PROJ);
 }
@@ -76,14 +72,10 @@ static void attention_block_backward(const qft_backend *be, const qft_layer_shap
     const float *d_proj_pre = maybe_dropout_backward(be, s, d_proj, sc->d_tmp, nd, STREAM_ATTN_PROJ);
     be->zero(sc->d_attn, nd * sizeof(float));
     be->linear_backward(sc->d_attn, g->o_w, g->o_b, d_proj_pre, a->attn, p->o_w, N, D, D);
-    be->zero(sc->d_q, nd * sizeof(float));
-    be->zero(sc->d_k, nd * sizeof(float));
-    be->zero(sc->d_v, nd * sizeof(float));
-    be->attention_backward(sc->d_q, sc->d_k, sc->d_v, sc->d_attn, a->probs, a->q, a->k, a->v, s->B, s->T,
-                           s->NH, HS, 1.0f / sqrtf((float)HS));
-    be->linear_backward(d_x_in, g->q_w, g->q_b, sc->d_q, x_in, p->q_w, N, D, D);
-    be->linear_backward(d_x_in, g->k_w, g->k_b, sc->d_k, x_in, p->k_w, N, D, D);
-    be->linear_backward(d_x_in, g->v_w, g->v_b, sc->d_v, x_in, p->v_w, N, D, D);
+    be->zero(sc->d_qkv, 3 * nd * sizeof(float));
+    be->attention_backward(sc->d_qkv, sc->d_qkv + D, sc->d_qkv + 2 * D, sc->d_attn, a->probs, a->qkv, a->qkv + D,
+                           a->qkv + 2 * D, 3 * D, s->B, s->T, s->NH, HS, 1.0f / sqrtf((float)HS));
+    be->linear_backward(d_x_in, g->qkv_w, g->qkv_b, sc->d_qkv, x_in, p->qkv_w, N, D, 3 * D);
 }
 
 // mlp(x_in) -> a->fc2 (after dropout).

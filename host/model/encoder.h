@@ -8,10 +8,12 @@
 #include "../backend/backend.h"
 
 // Pointers into the parameter (or gradient) buffer for one layer.
+// qkv_w is HF's query, key and value weights registered back to back ([3D, D]) and qkv_b their
+// biases ([3D]), so the three projections run as one GEMM.
 // ln1 is ViT's layernorm_before / BERT's attention.output.LayerNorm;
 // ln2 is ViT's layernorm_after / BERT's output.LayerNorm.
 typedef struct {
-    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+    float *qkv_w, *qkv_b, *o_w, *o_b;
     float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
     float *fc1_w, *fc1_b, *fc2_w, *fc2_b;
 } qft_layer_params;
@@ -19,7 +21,7 @@ typedef struct {
 // Activations one layer saves for its backward pass; sized for N = B*T rows.
 typedef struct {
     float *ln1_out, *ln1_mean, *ln1_rstd;  // pre-LN: LN(x); post-LN: LN(x + attn) = the layer's "a"
-    float *q, *k, *v;                      // [N, D]
+    float *qkv;                            // [N, 3D]: q | k | v per row
     float *probs;                          // [B, NH, T, T]
     float *attn;                           // attention output before the projection [N, D]
     float *proj;                           // projection output after dropout [N, D]
@@ -33,7 +35,8 @@ typedef struct {
 
 // Scratch gradient buffers shared by all layers during backward (zeroed per layer).
 typedef struct {
-    float *d_ln, *d_q, *d_k, *d_v, *d_attn, *d_tmp;  // [N, D]
+    float *d_ln, *d_attn, *d_tmp;                   // [N, D]
+    float *d_qkv;                                   // [N, 3D]
     float *d_fc1, *d_gelu;                          // [N, F]
     float *d_stream2;                               // [N, D] second residual buffer (post-LN)
 } qft_layer_scratch;

@@ -63,9 +63,7 @@ static void carve_all(qft_model *m, carve_cursor *c) {
     s->d_logits2 = carve(c, bl);
     s->d_emb = carve(c, nd);
     s->layer.d_ln = carve(c, nd);
-    s->layer.d_q = carve(c, nd);
-    s->layer.d_k = carve(c, nd);
-    s->layer.d_v = carve(c, nd);
+    s->layer.d_qkv = carve(c, 3 * nd);
     s->layer.d_attn = carve(c, nd);
     s->layer.d_tmp = carve(c, nd);
     s->layer.d_stream2 = carve(c, nd);

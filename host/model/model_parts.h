@@ -27,6 +27,16 @@ void qft_bert_head_forward(qft_model *m, const float *encoder_out, int training,
 void qft_vit_head_backward(qft_model *m, const float *encoder_out);
 void qft_bert_head_backward(qft_model *m, const float *encoder_out, uint64_t seed, uint64_t step);
 
+// Hugging Face module names of one encoder layer (relative to "<prefix>encoder.layer.<i>.").
+typedef struct {
+    const char *query, *key, *value, *attn_out, *ln1, *fc1, *fc2, *ln2;
+} qft_layer_names;
+
+// Registers one layer's 16 parameters (q, k, v weights back to back, then their biases, ...).
+qft_status qft_register_layer(qft_model *m, const char *layer_prefix, const qft_layer_names *names, qft_error *err);
+// Binds the 16 parameters starting at *cursor and advances it past them.
+void qft_bind_layer(const qft_param **cursor, float *base, qft_layer_params *lp);
+
 // Dropout stream ids: unique per (step, site) so masks never repeat across steps or sites.
 static inline uint64_t qft_dropout_stream(uint64_t step, int site) {
     return (step << 16) | (uint64_t)site;

@@ -20,7 +20,7 @@ static qft_status add_param(qft_model *m, const char *name, int ndim, const int6
 qft_status qft_vit_register_params(qft_model *m, qft_error *err) {
     const char *p = m->prefix;
     char name[QFT_PARAM_NAME_MAX];
-    int64_t D = m->D, F = m->F, T = m->num_patches + m->n_prefix;
+    int64_t D = m->D, T = m->num_patches + m->n_prefix;
     int64_t P = m->patch_size, C = m->channels, L = m->num_labels;
 
     snprintf(name, sizeof name, "%sembeddings.cls_token", p);
@@ -36,27 +36,12 @@ qft_status qft_vit_register_params(qft_model *m, qft_error *err) {
     snprintf(name, sizeof name, "%sembeddings.patch_embeddings.projection.bias", p);
     TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 0, err));
 
-    static const struct { const char *suffix; int is_matrix; int out_is_ffn; int in_is_ffn; int is_norm; } layer_params[] = {
-        {"layernorm_before", 0, 0, 0, 1},
-        {"attention.attention.query", 1, 0, 0, 0},
-        {"attention.attention.key", 1, 0, 0, 0},
-        {"attention.attention.value", 1, 0, 0, 0},
-        {"attention.output.dense", 1, 0, 0, 0},
-        {"layernorm_after", 0, 0, 0, 1},
-        {"intermediate.dense", 1, 1, 0, 0},
-        {"output.dense", 1, 0, 1, 0},
-    };
+    static const qft_layer_names names = {
+        "attention.attention.query", "attention.attention.key", "attention.attention.value",
+        "attention.output.dense", "layernorm_before", "intermediate.dense", "output.dense", "layernorm_after"};
     for (int l = 0; l < m->num_layers; l++) {
-        for (size_t i = 0; i < sizeof layer_params / sizeof layer_params[0]; i++) {
-            int64_t out = layer_params[i].out_is_ffn ? F : D, in = layer_params[i].in_is_ffn ? F : D;
-            snprintf(name, sizeof name, "%sencoder.layer.%d.%s.weight", p, l, layer_params[i].suffix);
-            if (layer_params[i].is_norm)
-                TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ONES, 0, err));
-            else
-                TRY(add_param(m, name, 2, (int64_t[]){out, in}, QFT_INIT_NORMAL, 0, err));
-            snprintf(name, sizeof name, "%sencoder.layer.%d.%s.bias", p, l, layer_params[i].suffix);
-            TRY(add_param(m, name, 1, (int64_t[]){out}, QFT_INIT_ZEROS, 0, err));
-        }
+        snprintf(name, sizeof name, "%sencoder.layer.%d.", p, l);
+        TRY(qft_register_layer(m, name, &names, err));
     }
     snprintf(name, sizeof name, "%slayernorm.weight", p);
     TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ONES, 0, err));
@@ -82,17 +67,7 @@ void qft_vit_bind_weights(qft_model *m, float *base, qft_model_weights *w) {
     w->pos = base + (it++)->offset;
     w->patch_w = base + (it++)->offset;
     w->patch_b = base + (it++)->offset;
-    for (int l = 0; l < m->num_layers; l++) {
-        qft_layer_params *lp = &w->layers[l];
-        lp->ln1_w = base + (it++)->offset; lp->ln1_b = base + (it++)->offset;
-        lp->q_w = base + (it++)->offset; lp->q_b = base + (it++)->offset;
-        lp->k_w = base + (it++)->offset; lp->k_b = base + (it++)->offset;
-        lp->v_w = base + (it++)->offset; lp->v_b = base + (it++)->offset;
-        lp->o_w = base + (it++)->offset; lp->o_b = base + (it++)->offset;
-        lp->ln2_w = base + (it++)->offset; lp->ln2_b = base + (it++)->offset;
-        lp->fc1_w = base + (it++)->offset; lp->fc1_b = base + (it++)->offset;
-        lp->fc2_w = base + (it++)->offset; lp->fc2_b = base + (it++)->offset;
-    }
+    for (int l = 0; l < m->num_layers; l++) qft_bind_layer(&it, base, &w->layers[l]);
     w->final_ln_w = base + (it++)->offset;
     w->final_ln_b = base + (it++)->offset;
     w->head_w = base + (it++)->offset;

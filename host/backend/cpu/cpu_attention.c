@@ -1,5 +1,7 @@
 // Multi-head self-attention core on the CPU: softmax(q k^T * scale + key mask) v per (batch, head),
 // and its backward; (batch, head) pairs run in parallel and each owns its rows of out/dq/dk/dv.
+// q, k, v (and dq, dk, dv) rows are qkv_stride floats apart (S below), so a fused [N, 3C] QKV
+// projection is read in place; out and dout rows are C = NH*HS apart.
 #include <math.h>
 #include <string.h>
 
@@ -117,8 +119,8 @@ static inline __attribute__((always_inline)) void group_weighted_rows(
 // common head sizes get constant trip counts and keep their accumulators in registers.
 static inline __attribute__((always_inline)) void attention_head_forward(
     float *out_head, float *prob_head, float *group_buffer, const float *q_head, const float *k_head,
-    const float *v_head, const float *mask_row, float *k_transposed, int T, int HS, size_t C, float scale) {
-    if (k_transposed) transpose_head(k_transposed, k_head, C, T, HS);
+    const float *v_head, const float *mask_row, float *k_transposed, int T, int HS, size_t C, size_t S, float scale) {
+    if (k_transposed) transpose_head(k_transposed, k_head, S, T, HS);
     for (int i0 = 0; i0 < T; i0 += ATTENTION_QUERY_GROUP) {
         const int valid_rows = T - i0 < ATTENTION_QUERY_GROUP ? T - i0 : ATTENTION_QUERY_GROUP;
         // Rows past T repeat the last row (constant trip counts) and are never stored.
@@ -129,11 +131,11 @@ static inline __attribute__((always_inline)) void attention_head_forward(
         float *group_scores = valid_rows == ATTENTION_QUERY_GROUP ? scores : group_buffer;
         for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
             const int row = r < valid_rows ? i0 + r : T - 1;
-            q_rows[r] = q_head + (size_t)row * C;
+            q_rows[r] = q_head + (size_t)row * S;
             out_rows[r] = r < valid_rows ? out_head + (size_t)(i0 + r) * C : NULL;
             prob_rows[r] = group_scores + (size_t)(r < valid_rows ? r : valid_rows - 1) * T;
         }
-        group_dots_with_head(group_scores, q_rows, k_transposed, k_head, C, T, HS);
+        group_dots_with_head(group_scores, q_rows, k_transposed, k_head, S, T, HS);
         for (int r = 0; r < valid_rows; r++) {
             float *prob_row = group_scores + (size_t)r * T;
             if (mask_row) {
@@ -161,30 +163,31 @@ static inline __attribute__((always_inline)) void attention_head_forward(
 #pragma omp simd
             for (int j = 0; j < T; j++) prob_row[j] *= inv_sum;
         }
-        group_weighted_rows(out_rows, prob_rows, v_head, C, T, HS, 0);
+        group_weighted_rows(out_rows, prob_rows, v_head, S, T, HS, 0);
         if (prob_head && group_scores != scores)  // a partial last group was computed in the buffer
             memcpy(scores, group_scores, (size_t)valid_rows * T * sizeof(float));
     }
 }
 
-void cpu_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+void cpu_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v, int qkv_stride,
                            const float *key_mask, int B, int T, int NH, int HS, float scale) {
     if (B <= 0 || T <= 0 || NH <= 0 || HS <= 0) return;
-    const size_t C = (size_t)NH * HS;
+    const size_t C = (size_t)NH * HS, S = (size_t)qkv_stride;
     const size_t work = (size_t)B * NH * T * T * HS;
     const int use_transposed = (size_t)padded_key_count(T) * HS <= ATTENTION_MAX_TRANSPOSED_FLOATS;
 #pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             const size_t head_offset = (size_t)b * T * C + (size_t)h * HS;
+            const size_t in_offset = (size_t)b * T * S + (size_t)h * HS;
             const float *mask_row = key_mask ? key_mask + (size_t)b * T : NULL;
             float *prob_head = probs ? probs + ((size_t)b * NH + h) * T * T : NULL;
             float k_transposed[use_transposed ? (size_t)padded_key_count(T) * HS : 1];
             float group_buffer[(size_t)ATTENTION_QUERY_GROUP * T];  // scores when probs is NULL or for a partial group
             float *transposed = use_transposed ? k_transposed : NULL;
 #define ATTENTION_HEAD_FORWARD(head_size)                                                                     \
-    attention_head_forward(out + head_offset, prob_head, group_buffer, q + head_offset, k + head_offset,     \
-                           v + head_offset, mask_row, transposed, T, head_size, C, scale)
+    attention_head_forward(out + head_offset, prob_head, group_buffer, q + in_offset, k + in_offset,         \
+                           v + in_offset, mask_row, transposed, T, head_size, C, S, scale)
             switch (HS) {
                 case 16: ATTENTION_HEAD_FORWARD(16); break;
                 case 32: ATTENTION_HEAD_FORWARD(32); break;
@@ -201,9 +204,9 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
 static inline __attribute__((always_inline)) void attention_head_backward(
     float *dq_head, float *dk_head, float *dv_head, float *dlogit_group, const float *zero_row,
     const float *dout_head, const float *prob_head, const float *q_head, const float *k_head, const float *v_head,
-    float *v_transposed, int T, int HS, size_t C, float scale) {
+    float *v_transposed, int T, int HS, size_t C, size_t S, float scale) {
     const int need_dlogits = dq_head || dk_head;
-    if (v_transposed && need_dlogits) transpose_head(v_transposed, v_head, C, T, HS);
+    if (v_transposed && need_dlogits) transpose_head(v_transposed, v_head, S, T, HS);
     for (int i0 = 0; i0 < T; i0 += ATTENTION_QUERY_GROUP) {
         const int valid_rows = T - i0 < ATTENTION_QUERY_GROUP ? T - i0 : ATTENTION_QUERY_GROUP;
         // Absent rows (past T) get probability and dlogit 0, so their dk/dv contributions vanish.
@@ -213,16 +216,16 @@ static inline __attribute__((always_inline)) void attention_head_backward(
         for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
             const int row = r < valid_rows ? i0 + r : T - 1;
             dout_rows[r] = dout_head + (size_t)row * C;
-            q_rows[r] = q_head + (size_t)row * C;
+            q_rows[r] = q_head + (size_t)row * S;
             prob_rows[r] = r < valid_rows ? prob_head + (size_t)row * T : zero_row;
             dlogit_rows[r] = dlogit_group + (size_t)r * T;
-            dq_rows[r] = dq_head && r < valid_rows ? dq_head + (size_t)row * C : NULL;
+            dq_rows[r] = dq_head && r < valid_rows ? dq_head + (size_t)row * S : NULL;
         }
         if (dv_head) {  // dv_j += sum_r p_rj dout_r
             for (int j = 0; j < T; j++) {
                 const float p0 = prob_rows[0][j], p1 = prob_rows[1][j], p2 = prob_rows[2][j], p3 = prob_rows[3][j];
                 if (p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f) continue;  // padded key
-                float *dv_row = dv_head + (size_t)j * C;
+                float *dv_row = dv_head + (size_t)j * S;
 #pragma omp simd
                 for (int d = 0; d < HS; d++)
                     dv_row[d] += p0 * dout_rows[0][d] + p1 * dout_rows[1][d] + p2 * dout_rows[2][d] + p3 * dout_rows[3][d];
@@ -231,7 +234,7 @@ static inline __attribute__((always_inline)) void attention_head_backward(
         if (!need_dlogits) continue;
         // Softmax backward: dlogit_j = p_j (dp_j - sum_k p_k dp_k), with dp_j = dout_i . v_j;
         // the logits were scaled, so dq and dk carry the scale once more.
-        group_dots_with_head(dlogit_group, dout_rows, v_transposed, v_head, C, T, HS);
+        group_dots_with_head(dlogit_group, dout_rows, v_transposed, v_head, S, T, HS);
         for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
             const float *prob_row = prob_rows[r];
             float *dlogit_row = dlogit_group + (size_t)r * T;
@@ -245,40 +248,41 @@ static inline __attribute__((always_inline)) void attention_head_backward(
                 const float g0 = dlogit_rows[0][j], g1 = dlogit_rows[1][j], g2 = dlogit_rows[2][j],
                             g3 = dlogit_rows[3][j];
                 if (g0 == 0.0f && g1 == 0.0f && g2 == 0.0f && g3 == 0.0f) continue;
-                float *dk_row = dk_head + (size_t)j * C;
+                float *dk_row = dk_head + (size_t)j * S;
 #pragma omp simd
                 for (int d = 0; d < HS; d++)
                     dk_row[d] += g0 * q_rows[0][d] + g1 * q_rows[1][d] + g2 * q_rows[2][d] + g3 * q_rows[3][d];
             }
         }
-        if (dq_head) group_weighted_rows(dq_rows, dlogit_rows, k_head, C, T, HS, 1);  // dq_r += sum_j dlogit_rj k_j
+        if (dq_head) group_weighted_rows(dq_rows, dlogit_rows, k_head, S, T, HS, 1);  // dq_r += sum_j dlogit_rj k_j
     }
 }
 
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                            const float *q, const float *k, const float *v, int B, int T, int NH, int HS,
-                            float scale) {
+                            const float *q, const float *k, const float *v, int qkv_stride, int B, int T, int NH,
+                            int HS, float scale) {
     if (B <= 0 || T <= 0 || NH <= 0 || HS <= 0) return;
     if (!dq && !dk && !dv) return;
-    const size_t C = (size_t)NH * HS;
+    const size_t C = (size_t)NH * HS, S = (size_t)qkv_stride;
     const size_t work = (size_t)B * NH * T * T * HS;
     const int use_transposed = (size_t)padded_key_count(T) * HS <= ATTENTION_MAX_TRANSPOSED_FLOATS;
 #pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             const size_t head_offset = (size_t)b * T * C + (size_t)h * HS;
+            const size_t in_offset = (size_t)b * T * S + (size_t)h * HS;
             const float *prob_head = probs + ((size_t)b * NH + h) * T * T;
             float v_transposed[use_transposed ? (size_t)padded_key_count(T) * HS : 1];
             float *transposed = use_transposed ? v_transposed : NULL;
             float dlogit_group[(size_t)ATTENTION_QUERY_GROUP * T];
             float zero_row[T];
             memset(zero_row, 0, sizeof zero_row);
-            float *dq_head = dq ? dq + head_offset : NULL;
-            float *dk_head = dk ? dk + head_offset : NULL;
-            float *dv_head = dv ? dv + head_offset : NULL;
+            float *dq_head = dq ? dq + in_offset : NULL;
+            float *dk_head = dk ? dk + in_offset : NULL;
+            float *dv_head = dv ? dv + in_offset : NULL;
 #define ATTENTION_HEAD_BACKWARD(head_size)                                                                    \
     attention_head_backward(dq_head, dk_head, dv_head, dlogit_group, zero_row, dout + head_offset, prob_head, \
-                            q + head_offset, k + head_offset, v + head_offset, transposed, T, head_size, C, scale)
+                            q + in_offset, k + in_offset, v + in_offset, transposed, T, head_size, C, S, scale)
             switch (HS) {
                 case 16: ATTENTION_HEAD_BACKWARD(16); break;
                 case 32: ATTENTION_HEAD_BACKWARD(32); break;
