@@ -66,7 +66,7 @@ static void test_defaults(void) {
     CHECK(cfg.data.normalize_mean == 0.2860 && cfg.data.normalize_std == 0.3530 && cfg.data.shuffle == 1 &&
               cfg.data.train_limit == 0 && cfg.data.eval_limit == 0,
           "data preprocessing defaults");
-    CHECK(cfg.train.epochs == 6 && cfg.train.steps == 0 && cfg.train.lr == 2e-3 && cfg.train.min_lr_ratio == 0.0 &&
+    CHECK(cfg.train.epochs == 15 && cfg.train.steps == 0 && cfg.train.lr == 2e-3 && cfg.train.min_lr_ratio == 0.0 &&
               !strcmp(cfg.train.schedule, "cosine") && cfg.train.warmup_steps == 200,
           "train schedule defaults");
     CHECK(cfg.train.weight_decay == 0.05 && cfg.train.beta1 == 0.9 && cfg.train.beta2 == 0.999 &&

@@ -126,7 +126,7 @@ static const config_key config_keys[] = {
     INTEGER("data.eval_limit", data.eval_limit, 0, 0, LONG_MAX,
             "Use only the first N evaluation examples; 0 = all."),
 
-    INTEGER("train.epochs", train.epochs, 6, 0, 100000,
+    INTEGER("train.epochs", train.epochs, 15, 0, 100000,
             "Passes over the training set; used when train.steps is 0."),
     INTEGER("train.steps", train.steps, 0, 0, LONG_MAX,
             "Total optimizer steps; 0 = derive from train.epochs."),
