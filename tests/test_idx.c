@@ -244,29 +244,11 @@ static void test_fashion_mnist(void) {
     expect_fail(images, labels, QFT_ERR_INVALID, labels, "10000 labels, but", "train images + test labels");
 }
 
-static void remove_temp_dir(void) {
-    DIR *dir = opendir(temp_dir);
-    if (!dir) return;
-    char path[600];
-    for (struct dirent *e; (e = readdir(dir));) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", temp_dir, e->d_name);
-        unlink(path);
-    }
-    closedir(dir);
-    rmdir(temp_dir);
-}
-
 int main(void) {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(temp_dir, sizeof temp_dir, "%s/qft_idx_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(temp_dir)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    qft_test_make_temp_dir(temp_dir, sizeof temp_dir, "qft_idx");
     test_tiny();
     test_bad_inputs();
     test_fashion_mnist();
-    remove_temp_dir();
+    qft_test_remove_temp_dir(temp_dir);
     QFT_TEST_SUMMARY();
 }

@@ -7,6 +7,7 @@
 
 #include "backend/backend.h"
 #include "core/rng.h"
+#define QFT_TEST_RNG_SEED 0x9E3779B97F4A7C15ull
 #include "test_util.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -33,23 +34,6 @@
 
 static const qft_backend *backend;
 
-// ---- deterministic test data ----
-static uint64_t test_rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t test_rng_next(void) {  // splitmix64
-    uint64_t z = (test_rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static float test_uniform(float lo, float hi) {
-    return lo + (hi - lo) * (float)((double)(test_rng_next() >> 11) * (1.0 / 9007199254740992.0));
-}
-static float *random_tensor(size_t n, float lo, float hi) {
-    float *t = malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) t[i] = test_uniform(lo, hi);
-    return t;
-}
-static float *zero_tensor(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
 static float *copy_tensor(const float *src, size_t n) {
     float *t = malloc((n ? n : 1) * sizeof(float));
     memcpy(t, src, n * sizeof(float));

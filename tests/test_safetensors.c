@@ -673,26 +673,8 @@ static void write_export_pattern(const char *path) {
     printf("wrote %s\n", path);
 }
 
-static void remove_temp_dir(void) {
-    DIR *dir = opendir(temp_dir);
-    if (!dir) return;
-    char path[600];
-    for (struct dirent *e; (e = readdir(dir));) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", temp_dir, e->d_name);
-        unlink(path);
-    }
-    closedir(dir);
-    rmdir(temp_dir);
-}
-
 int main(void) {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(temp_dir, sizeof temp_dir, "%s/qft_safetensors_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(temp_dir)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    qft_test_make_temp_dir(temp_dir, sizeof temp_dir, "qft_safetensors");
     test_f16_conversions();
     test_bf16_conversions();
     test_round_trip();
@@ -702,6 +684,6 @@ int main(void) {
     test_truncation_and_corruption();
     const char *export_path = getenv("QFT_SAFETENSORS_EXPORT");
     if (export_path && *export_path) write_export_pattern(export_path);
-    remove_temp_dir();
+    qft_test_remove_temp_dir(temp_dir);
     QFT_TEST_SUMMARY();
 }

@@ -3,9 +3,12 @@
 #ifndef QFT_TEST_UTIL_H
 #define QFT_TEST_UTIL_H
 
+#include <dirent.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static int qft_test_passed = 0;
 static int qft_test_failed = 0;
@@ -32,6 +35,51 @@ static inline double qft_max_rel_error(const float *a, const float *b, size_t n,
     }
     return max_diff / max_ref;
 }
+
+// A fresh directory under $TMPDIR (or /tmp) named prefix_XXXXXX; exits the test if none can be made.
+static inline void qft_test_make_temp_dir(char *dir, size_t size, const char *prefix) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, size, "%s/%s_XXXXXX", tmp && *tmp ? tmp : "/tmp", prefix);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(2);
+    }
+}
+
+// Removes the files directly inside dir (tests make no subdirectories), then dir itself.
+static inline void qft_test_remove_temp_dir(const char *dir) {
+    DIR *handle = opendir(dir);
+    if (!handle) return;
+    char path[1200];
+    for (struct dirent *e; (e = readdir(handle));) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(handle);
+    rmdir(dir);
+}
+
+// Deterministic test data (splitmix64); a test may pick its stream with QFT_TEST_RNG_SEED.
+#ifndef QFT_TEST_RNG_SEED
+#define QFT_TEST_RNG_SEED 0x9E3779B97F4A7C15ull
+#endif
+static uint64_t test_rng_state __attribute__((unused)) = QFT_TEST_RNG_SEED;
+static inline uint64_t test_rng_next(void) {
+    uint64_t z = (test_rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline float test_uniform(float lo, float hi) {
+    return lo + (hi - lo) * (float)((double)(test_rng_next() >> 11) * (1.0 / 9007199254740992.0));
+}
+static inline float *random_tensor(size_t n, float lo, float hi) {
+    float *t = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) t[i] = test_uniform(lo, hi);
+    return t;
+}
+static inline float *zero_tensor(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
 
 #define QFT_TEST_SUMMARY()                                                        \
     do {                                                                          \

@@ -4,50 +4,37 @@
 
 #include "model_parts.h"
 
-static qft_status add_param(qft_model *m, const char *name, int ndim, const int64_t *shape, qft_param_init init,
-                            int is_head, qft_error *err) {
-    if (qft_param_table_add(&m->table, name, ndim, shape, init, is_head) == (size_t)-1)
-        return qft_fail(err, QFT_ERR_OOM, "out of memory registering parameter %s", name);
-    return QFT_OK;
-}
-
-#define TRY(expr)                             \
-    do {                                      \
-        qft_status status_ = (expr);          \
-        if (status_ != QFT_OK) return status_; \
-    } while (0)
-
 qft_status qft_bert_register_params(qft_model *m, qft_error *err) {
     const char *p = m->prefix;
     char name[QFT_PARAM_NAME_MAX];
     int64_t D = m->D, L = m->num_labels;
 
     snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", p);
-    TRY(add_param(m, name, 2, (int64_t[]){m->vocab_size, D}, QFT_INIT_NORMAL, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 2, (int64_t[]){m->vocab_size, D}, QFT_INIT_NORMAL, 0, err));
     snprintf(name, sizeof name, "%sembeddings.position_embeddings.weight", p);
-    TRY(add_param(m, name, 2, (int64_t[]){m->max_positions, D}, QFT_INIT_NORMAL, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 2, (int64_t[]){m->max_positions, D}, QFT_INIT_NORMAL, 0, err));
     snprintf(name, sizeof name, "%sembeddings.token_type_embeddings.weight", p);
-    TRY(add_param(m, name, 2, (int64_t[]){m->type_vocab_size, D}, QFT_INIT_NORMAL, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 2, (int64_t[]){m->type_vocab_size, D}, QFT_INIT_NORMAL, 0, err));
     snprintf(name, sizeof name, "%sembeddings.LayerNorm.weight", p);
-    TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ONES, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ONES, 0, err));
     snprintf(name, sizeof name, "%sembeddings.LayerNorm.bias", p);
-    TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 0, err));
 
     static const qft_layer_names names = {
         "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
         "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"};
     for (int l = 0; l < m->num_layers; l++) {
         snprintf(name, sizeof name, "%sencoder.layer.%d.", p, l);
-        TRY(qft_register_layer(m, name, &names, err));
+        QFT_TRY(qft_register_layer(m, name, &names, err));
     }
     if (m->use_pooler) {
         snprintf(name, sizeof name, "%spooler.dense.weight", p);
-        TRY(add_param(m, name, 2, (int64_t[]){D, D}, QFT_INIT_NORMAL, 1, err));
+        QFT_TRY(qft_model_add_param(m, name, 2, (int64_t[]){D, D}, QFT_INIT_NORMAL, 1, err));
         snprintf(name, sizeof name, "%spooler.dense.bias", p);
-        TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 1, err));
+        QFT_TRY(qft_model_add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 1, err));
     }
-    TRY(add_param(m, "classifier.weight", 2, (int64_t[]){L, D}, QFT_INIT_NORMAL, 1, err));
-    TRY(add_param(m, "classifier.bias", 1, (int64_t[]){L}, QFT_INIT_ZEROS, 1, err));
+    QFT_TRY(qft_model_add_param(m, "classifier.weight", 2, (int64_t[]){L, D}, QFT_INIT_NORMAL, 1, err));
+    QFT_TRY(qft_model_add_param(m, "classifier.bias", 1, (int64_t[]){L}, QFT_INIT_ZEROS, 1, err));
     return QFT_OK;
 }
 

@@ -1,41 +1,40 @@
-// Registers and binds the parameters of one encoder layer, shared by ViT and BERT: only the Hugging
-// Face names differ. Query, key and value are registered back to back so they form one [3D, D] GEMM.
+// Registers parameters into a model's table: the shared helper, and one encoder layer (ViT and BERT
+// differ only in Hugging Face names). Query, key and value go back to back to form one [3D, D] GEMM.
 #include <stdio.h>
 
 #include "model_parts.h"
+
+qft_status qft_model_add_param(qft_model *m, const char *name, int ndim, const int64_t *shape, qft_param_init init,
+                               int is_head, qft_error *err) {
+    if (qft_param_table_add(&m->table, name, ndim, shape, init, is_head) == (size_t)-1)
+        return qft_fail(err, QFT_ERR_OOM, "out of memory registering parameter %s", name);
+    return QFT_OK;
+}
 
 static qft_status add(qft_model *m, const char *layer_prefix, const char *module, const char *kind, int ndim,
                       const int64_t *shape, qft_param_init init, qft_error *err) {
     char name[QFT_PARAM_NAME_MAX];
     snprintf(name, sizeof name, "%s%s.%s", layer_prefix, module, kind);
-    if (qft_param_table_add(&m->table, name, ndim, shape, init, 0) == (size_t)-1)
-        return qft_fail(err, QFT_ERR_OOM, "out of memory registering parameter %s", name);
-    return QFT_OK;
+    return qft_model_add_param(m, name, ndim, shape, init, 0, err);
 }
-
-#define TRY(expr)                              \
-    do {                                       \
-        qft_status status_ = (expr);           \
-        if (status_ != QFT_OK) return status_; \
-    } while (0)
 
 // Registration order (bind below walks it): q.w k.w v.w q.b k.b v.b, attn_out w b, ln1 w b,
 // fc1 w b, fc2 w b, ln2 w b. Checkpoints and imports go by name, so the order is ours to choose.
 qft_status qft_register_layer(qft_model *m, const char *layer_prefix, const qft_layer_names *names, qft_error *err) {
     int64_t D = m->D, F = m->F;
     const char *qkv[3] = {names->query, names->key, names->value};
-    for (int i = 0; i < 3; i++) TRY(add(m, layer_prefix, qkv[i], "weight", 2, (int64_t[]){D, D}, QFT_INIT_NORMAL, err));
-    for (int i = 0; i < 3; i++) TRY(add(m, layer_prefix, qkv[i], "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
-    TRY(add(m, layer_prefix, names->attn_out, "weight", 2, (int64_t[]){D, D}, QFT_INIT_NORMAL, err));
-    TRY(add(m, layer_prefix, names->attn_out, "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
-    TRY(add(m, layer_prefix, names->ln1, "weight", 1, (int64_t[]){D}, QFT_INIT_ONES, err));
-    TRY(add(m, layer_prefix, names->ln1, "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
-    TRY(add(m, layer_prefix, names->fc1, "weight", 2, (int64_t[]){F, D}, QFT_INIT_NORMAL, err));
-    TRY(add(m, layer_prefix, names->fc1, "bias", 1, (int64_t[]){F}, QFT_INIT_ZEROS, err));
-    TRY(add(m, layer_prefix, names->fc2, "weight", 2, (int64_t[]){D, F}, QFT_INIT_NORMAL, err));
-    TRY(add(m, layer_prefix, names->fc2, "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
-    TRY(add(m, layer_prefix, names->ln2, "weight", 1, (int64_t[]){D}, QFT_INIT_ONES, err));
-    TRY(add(m, layer_prefix, names->ln2, "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
+    for (int i = 0; i < 3; i++) QFT_TRY(add(m, layer_prefix, qkv[i], "weight", 2, (int64_t[]){D, D}, QFT_INIT_NORMAL, err));
+    for (int i = 0; i < 3; i++) QFT_TRY(add(m, layer_prefix, qkv[i], "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
+    QFT_TRY(add(m, layer_prefix, names->attn_out, "weight", 2, (int64_t[]){D, D}, QFT_INIT_NORMAL, err));
+    QFT_TRY(add(m, layer_prefix, names->attn_out, "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
+    QFT_TRY(add(m, layer_prefix, names->ln1, "weight", 1, (int64_t[]){D}, QFT_INIT_ONES, err));
+    QFT_TRY(add(m, layer_prefix, names->ln1, "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
+    QFT_TRY(add(m, layer_prefix, names->fc1, "weight", 2, (int64_t[]){F, D}, QFT_INIT_NORMAL, err));
+    QFT_TRY(add(m, layer_prefix, names->fc1, "bias", 1, (int64_t[]){F}, QFT_INIT_ZEROS, err));
+    QFT_TRY(add(m, layer_prefix, names->fc2, "weight", 2, (int64_t[]){D, F}, QFT_INIT_NORMAL, err));
+    QFT_TRY(add(m, layer_prefix, names->fc2, "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
+    QFT_TRY(add(m, layer_prefix, names->ln2, "weight", 1, (int64_t[]){D}, QFT_INIT_ONES, err));
+    QFT_TRY(add(m, layer_prefix, names->ln2, "bias", 1, (int64_t[]){D}, QFT_INIT_ZEROS, err));
     return QFT_OK;
 }
 

@@ -5,6 +5,17 @@
 
 #include "model.h"
 
+// Returns early from the enclosing function with any non-OK status.
+#define QFT_TRY(expr)                              \
+    do {                                           \
+        qft_status try_status_ = (expr);           \
+        if (try_status_ != QFT_OK) return try_status_; \
+    } while (0)
+
+// Appends one parameter to m->table (an out-of-memory error names it).
+qft_status qft_model_add_param(qft_model *m, const char *name, int ndim, const int64_t *shape, qft_param_init init,
+                               int is_head, qft_error *err);
+
 // Registers the family's parameters in m->table (HF names and shapes).
 qft_status qft_vit_register_params(qft_model *m, qft_error *err);
 qft_status qft_bert_register_params(qft_model *m, qft_error *err);

@@ -4,19 +4,6 @@
 
 #include "model_parts.h"
 
-static qft_status add_param(qft_model *m, const char *name, int ndim, const int64_t *shape, qft_param_init init,
-                            int is_head, qft_error *err) {
-    if (qft_param_table_add(&m->table, name, ndim, shape, init, is_head) == (size_t)-1)
-        return qft_fail(err, QFT_ERR_OOM, "out of memory registering parameter %s", name);
-    return QFT_OK;
-}
-
-#define TRY(expr)                             \
-    do {                                      \
-        qft_status status_ = (expr);          \
-        if (status_ != QFT_OK) return status_; \
-    } while (0)
-
 qft_status qft_vit_register_params(qft_model *m, qft_error *err) {
     const char *p = m->prefix;
     char name[QFT_PARAM_NAME_MAX];
@@ -24,37 +11,37 @@ qft_status qft_vit_register_params(qft_model *m, qft_error *err) {
     int64_t P = m->patch_size, C = m->channels, L = m->num_labels;
 
     snprintf(name, sizeof name, "%sembeddings.cls_token", p);
-    TRY(add_param(m, name, 3, (int64_t[]){1, 1, D}, QFT_INIT_NORMAL, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 3, (int64_t[]){1, 1, D}, QFT_INIT_NORMAL, 0, err));
     if (m->kind == QFT_MODEL_DEIT) {
         snprintf(name, sizeof name, "%sembeddings.distillation_token", p);
-        TRY(add_param(m, name, 3, (int64_t[]){1, 1, D}, QFT_INIT_NORMAL, 0, err));
+        QFT_TRY(qft_model_add_param(m, name, 3, (int64_t[]){1, 1, D}, QFT_INIT_NORMAL, 0, err));
     }
     snprintf(name, sizeof name, "%sembeddings.position_embeddings", p);
-    TRY(add_param(m, name, 3, (int64_t[]){1, T, D}, QFT_INIT_NORMAL, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 3, (int64_t[]){1, T, D}, QFT_INIT_NORMAL, 0, err));
     snprintf(name, sizeof name, "%sembeddings.patch_embeddings.projection.weight", p);
-    TRY(add_param(m, name, 4, (int64_t[]){D, C, P, P}, QFT_INIT_NORMAL, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 4, (int64_t[]){D, C, P, P}, QFT_INIT_NORMAL, 0, err));
     snprintf(name, sizeof name, "%sembeddings.patch_embeddings.projection.bias", p);
-    TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 0, err));
 
     static const qft_layer_names names = {
         "attention.attention.query", "attention.attention.key", "attention.attention.value",
         "attention.output.dense", "layernorm_before", "intermediate.dense", "output.dense", "layernorm_after"};
     for (int l = 0; l < m->num_layers; l++) {
         snprintf(name, sizeof name, "%sencoder.layer.%d.", p, l);
-        TRY(qft_register_layer(m, name, &names, err));
+        QFT_TRY(qft_register_layer(m, name, &names, err));
     }
     snprintf(name, sizeof name, "%slayernorm.weight", p);
-    TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ONES, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ONES, 0, err));
     snprintf(name, sizeof name, "%slayernorm.bias", p);
-    TRY(add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 0, err));
+    QFT_TRY(qft_model_add_param(m, name, 1, (int64_t[]){D}, QFT_INIT_ZEROS, 0, err));
     if (m->kind == QFT_MODEL_DEIT) {
-        TRY(add_param(m, "cls_classifier.weight", 2, (int64_t[]){L, D}, QFT_INIT_NORMAL, 1, err));
-        TRY(add_param(m, "cls_classifier.bias", 1, (int64_t[]){L}, QFT_INIT_ZEROS, 1, err));
-        TRY(add_param(m, "distillation_classifier.weight", 2, (int64_t[]){L, D}, QFT_INIT_NORMAL, 1, err));
-        TRY(add_param(m, "distillation_classifier.bias", 1, (int64_t[]){L}, QFT_INIT_ZEROS, 1, err));
+        QFT_TRY(qft_model_add_param(m, "cls_classifier.weight", 2, (int64_t[]){L, D}, QFT_INIT_NORMAL, 1, err));
+        QFT_TRY(qft_model_add_param(m, "cls_classifier.bias", 1, (int64_t[]){L}, QFT_INIT_ZEROS, 1, err));
+        QFT_TRY(qft_model_add_param(m, "distillation_classifier.weight", 2, (int64_t[]){L, D}, QFT_INIT_NORMAL, 1, err));
+        QFT_TRY(qft_model_add_param(m, "distillation_classifier.bias", 1, (int64_t[]){L}, QFT_INIT_ZEROS, 1, err));
     } else {
-        TRY(add_param(m, "classifier.weight", 2, (int64_t[]){L, D}, QFT_INIT_NORMAL, 1, err));
-        TRY(add_param(m, "classifier.bias", 1, (int64_t[]){L}, QFT_INIT_ZEROS, 1, err));
+        QFT_TRY(qft_model_add_param(m, "classifier.weight", 2, (int64_t[]){L, D}, QFT_INIT_NORMAL, 1, err));
+        QFT_TRY(qft_model_add_param(m, "classifier.bias", 1, (int64_t[]){L}, QFT_INIT_ZEROS, 1, err));
     }
     return QFT_OK;
 }
