@@ -117,6 +117,26 @@ static void check_golden(const char *path) {
         free(ref);
     }
     printf("%s: logits %.2e, loss %.2e, worst grad %.2e (%s)\n", path, e_logits, e_loss, worst, worst_name);
+
+    if (!is_text) {
+        // Without the pruned last layer every token's hidden state exists: it must equal HF's
+        // last_hidden_state, and the logits must not change (pruning only skips unread rows).
+        model.prune_last_layer = 0;
+        qft_model_forward(&model, 1, 7, 0);
+        size_t n_hidden;
+        float *ref_hidden = golden_read_f32(&st, "last_hidden_state", &n_hidden);
+        float *hidden = malloc(n_hidden * sizeof(float)), *full_logits = malloc(n_logits * sizeof(float));
+        CHECK(model.head_T * (size_t)B * model.D == n_hidden, "%s: unpruned hidden size", path);
+        qft_model_read_hidden(&model, hidden);
+        qft_model_read_logits(&model, full_logits);
+        double e_hidden = qft_max_rel_error(hidden, ref_hidden, n_hidden, 1e-30);
+        CHECK(e_hidden <= LOGITS_TOLERANCE, "%s: last_hidden_state max rel error %.3g", path, e_hidden);
+        CHECK(qft_max_rel_error(full_logits, logits, n_logits, 1e-30) <= 1e-6,
+              "%s: logits with and without the pruned last layer differ", path);
+        free(hidden);
+        free(full_logits);
+        free(ref_hidden);
+    }
     free(grads);
     free(logits);
     free(ref_loss);

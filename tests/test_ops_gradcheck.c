@@ -395,29 +395,29 @@ static void test_vit_tokens(int B, int NP, int D, int with_dist, size_t samples)
     free(c.dpatches), free(c.dcls), free(c.ddist), free(c.dpos);
 }
 
-// ---- select_token ----
+// ---- select_tokens ----
 typedef struct {
-    int B, T, C, index;
+    int B, T, C, first, count;
     float *inp, *out, *dout, *dinp;
 } select_case;
 
 static double select_loss(void *ctx) {
     select_case *c = ctx;
-    backend->select_token_forward(c->out, c->inp, c->B, c->T, c->C, c->index);
-    return weighted_sum(c->out, c->dout, (size_t)c->B * c->C);
+    backend->select_tokens_forward(c->out, c->inp, c->B, c->T, c->C, c->first, c->count);
+    return weighted_sum(c->out, c->dout, (size_t)c->B * c->count * c->C);
 }
 static void select_grads(void *ctx) {
     select_case *c = ctx;
-    backend->select_token_backward(c->dinp, c->dout, c->B, c->T, c->C, c->index);
+    backend->select_tokens_backward(c->dinp, c->dout, c->B, c->T, c->C, c->first, c->count);
 }
 
-static void test_select_token(void) {
+static void test_select_tokens(int first, int count) {
     int B = 3, T = 4, C = 5;
-    size_t n = (size_t)B * T * C;
-    select_case c = {B, T, C, 1, random_tensor(n, -1, 1), zero_tensor((size_t)B * C), random_tensor((size_t)B * C, -1, 1),
+    size_t n = (size_t)B * T * C, m = (size_t)B * count * C;
+    select_case c = {B, T, C, first, count, random_tensor(n, -1, 1), zero_tensor(m), random_tensor(m, -1, 1),
                      zero_tensor(n)};
     grad_slot slots[] = {{"inp", c.inp, c.dinp, n, 0}};
-    gradcheck("select_token", &c, select_loss, select_grads, slots, 1, GRADCHECK_STEP);
+    gradcheck("select_tokens", &c, select_loss, select_grads, slots, 1, GRADCHECK_STEP);
     free(c.inp), free(c.out), free(c.dout), free(c.dinp);
 }
 
@@ -690,7 +690,8 @@ int main(void) {
     test_vit_tokens(2, 3, 4, 0, 0);
     test_vit_tokens(2, 3, 4, 1, 0);
     test_vit_tokens(128, 16, 64, 1, 40);
-    test_select_token();
+    test_select_tokens(1, 1);
+    test_select_tokens(0, 2);
     test_add(50, 0);
     test_add(140000, 40);
     test_dropout();

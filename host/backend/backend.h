@@ -81,11 +81,12 @@ typedef struct qft_backend {
     void (*vit_tokens_backward)(float *dpatches, float *dcls, float *ddist, float *dpos,
                                 const float *dout, int B, int NP, int D);
 
-    // ---- row gather: out[B, C] = inp[b, index, :] of inp [B, T, C] (CLS-token pooling) ----
-    void (*select_token_forward)(float *out, const float *inp, int B, int T, int C, int index);
-    void (*select_token_backward)(float *dinp, const float *dout, int B, int T, int C, int index);
+    // ---- token gather: out[B, count, C] = inp[b, first .. first+count-1, :] of inp [B, T, C]
+    //      (CLS pooling is first = 0, count = 1; the pruned last ViT layer keeps the prefix tokens) ----
+    void (*select_tokens_forward)(float *out, const float *inp, int B, int T, int C, int first, int count);
+    void (*select_tokens_backward)(float *dinp, const float *dout, int B, int T, int C, int first, int count);
 
-    // ---- residual: out = a + b (n elements); backward: da += dout, db += dout ----
+    // ---- residual: out = a + b (n elements; out may alias a or b); backward: da += dout, db += dout ----
     void (*add_forward)(float *out, const float *a, const float *b, size_t n);
     void (*add_backward)(float *da, float *db, const float *dout, size_t n);
 

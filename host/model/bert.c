@@ -92,7 +92,7 @@ void qft_bert_head_forward(qft_model *m, const float *encoder_out, int training,
     const qft_backend *be = m->be;
     int B = m->cur_B, T = m->cur_T, D = m->D, L = m->num_labels;
     qft_model_acts *a = &m->acts;
-    be->select_token_forward(a->cls_rows, encoder_out, B, T, D, 0);
+    be->select_tokens_forward(a->cls_rows, encoder_out, B, T, D, 0, 1);
     const float *features = a->cls_rows;
     if (m->use_pooler) {
         be->linear_forward(a->pooled_pre, a->cls_rows, m->w.pool_w, m->w.pool_b, B, D, D);
@@ -134,5 +134,5 @@ void qft_bert_head_backward(qft_model *m, const float *encoder_out, uint64_t see
     } else {
         be->add_backward(s->d_rows, NULL, d_features, bd);
     }
-    be->select_token_backward(s->d_stream, s->d_rows, B, T, D, 0);
+    be->select_tokens_backward(s->d_stream, s->d_rows, B, T, D, 0, 1);
 }

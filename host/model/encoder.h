@@ -24,6 +24,7 @@ typedef struct {
     float *qkv;                            // [N, 3D]: q | k | v per row
     float *probs;                          // [B, NH, T, T]
     float *attn;                           // attention output before the projection [N, D]
+    float *attn_kept;                      // prefix layer: attn at the kept tokens [B*keep, D]
     float *proj;                           // projection output after dropout [N, D]
     float *resid1;                         // pre-LN: h = x + proj; post-LN: x + proj
     float *ln2_out, *ln2_mean, *ln2_rstd;  // pre-LN: LN(h); post-LN: the layer output y
@@ -70,6 +71,15 @@ void qft_encoder_postnorm_forward(const qft_backend *be, const qft_layer_shape *
 void qft_encoder_postnorm_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
                                    const qft_layer_params *g, const qft_layer_acts *a, const float *x,
                                    qft_layer_scratch *scratch, float *d_stream);
+
+// Pre-LN layer computing outputs only for the first `keep` tokens of each sequence (the last ViT
+// layer before a CLS head). Output: acts->resid2 as [B, keep, D].
+void qft_encoder_prenorm_prefix_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                                        qft_layer_acts *a, const float *x, int keep);
+// d_stream: dL/dy as [B*keep, D] on entry; the full dL/dx [B*T, D] on return (capacity B*T*D).
+void qft_encoder_prenorm_prefix_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
+                                         const qft_layer_params *g, const qft_layer_acts *a, const float *x,
+                                         qft_layer_scratch *scratch, float *d_stream, int keep);
 
 // Output of the layer (pointer into acts) for either placement.
 const float *qft_encoder_output(const qft_layer_acts *a, int prenorm);

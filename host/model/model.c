@@ -119,6 +119,7 @@ qft_status qft_model_create(qft_model *m, const qft_model_config *cfg, int max_b
         m->num_patches = grid * grid;
         m->n_prefix = m->kind == QFT_MODEL_DEIT ? 2 : 1;
         m->max_T = m->num_patches + m->n_prefix;
+        m->prune_last_layer = 1;
     }
 
     st = m->kind == QFT_MODEL_BERT ? qft_bert_register_params(m, err) : qft_vit_register_params(m, err);
@@ -283,17 +284,28 @@ static const float *layer_input(const qft_model *m, int layer) {
     return layer == 0 ? m->acts.x0 : qft_encoder_output(&m->acts.layers[layer - 1], m->kind != QFT_MODEL_BERT);
 }
 
+// The last ViT/DeiT layer computes only the prefix tokens the head reads (see encoder.c).
+static int pruned_layer(const qft_model *m, int layer) {
+    return m->kind != QFT_MODEL_BERT && m->prune_last_layer && layer == m->num_layers - 1;
+}
+
 float qft_model_forward(qft_model *m, int training, uint64_t seed, uint64_t step) {
     const qft_backend *be = m->be;
     int B = m->cur_B, L = m->num_labels;
     if (m->kind == QFT_MODEL_BERT) qft_bert_embed_forward(m, training, seed, step);
     else qft_vit_embed_forward(m, training, seed, step);
+    m->head_T = m->cur_T;
     for (int l = 0; l < m->num_layers; l++) {
         qft_layer_shape s = layer_shape(m, l, training, seed, step);
-        if (m->kind == QFT_MODEL_BERT)
+        if (m->kind == QFT_MODEL_BERT) {
             qft_encoder_postnorm_forward(be, &s, &m->w.layers[l], &m->acts.layers[l], layer_input(m, l));
-        else
+        } else if (pruned_layer(m, l)) {
+            qft_encoder_prenorm_prefix_forward(be, &s, &m->w.layers[l], &m->acts.layers[l], layer_input(m, l),
+                                               m->n_prefix);
+            m->head_T = m->n_prefix;
+        } else {
             qft_encoder_prenorm_forward(be, &s, &m->w.layers[l], &m->acts.layers[l], layer_input(m, l));
+        }
     }
     if (m->kind == QFT_MODEL_BERT) qft_bert_head_forward(m, encoder_output(m), training, seed, step);
     else qft_vit_head_forward(m, encoder_output(m));
@@ -327,6 +339,9 @@ void qft_model_backward(qft_model *m, float loss_scale, uint64_t seed, uint64_t 
         if (m->kind == QFT_MODEL_BERT)
             qft_encoder_postnorm_backward(be, &s, &m->w.layers[l], &m->g.layers[l], &m->acts.layers[l],
                                           layer_input(m, l), &m->gs.layer, m->gs.d_stream);
+        else if (pruned_layer(m, l))
+            qft_encoder_prenorm_prefix_backward(be, &s, &m->w.layers[l], &m->g.layers[l], &m->acts.layers[l],
+                                                layer_input(m, l), &m->gs.layer, m->gs.d_stream, m->n_prefix);
         else
             qft_encoder_prenorm_backward(be, &s, &m->w.layers[l], &m->g.layers[l], &m->acts.layers[l],
                                          layer_input(m, l), &m->gs.layer, m->gs.d_stream);
@@ -346,5 +361,5 @@ void qft_model_read_logits(const qft_model *m, float *host_logits) {
 void qft_model_read_hidden(const qft_model *m, float *host_hidden) {
     // HF's last_hidden_state: after the final LayerNorm for ViT/DeiT, the last layer output for BERT.
     const float *hidden = m->kind == QFT_MODEL_BERT ? encoder_output(m) : m->acts.final_ln;
-    m->be->copy_to_host(host_hidden, hidden, (size_t)m->cur_B * m->cur_T * m->D * sizeof(float));
+    m->be->copy_to_host(host_hidden, hidden, (size_t)m->cur_B * m->head_T * m->D * sizeof(float));
 }

@@ -82,6 +82,9 @@ typedef struct qft_model {
     float *dev_images, *dev_mask, *dev_targets;
     int32_t *dev_ids, *dev_types, *dev_positions, *dev_labels;
     int cur_B, cur_T, has_mask;
+    int prune_last_layer;   // ViT/DeiT: compute the last layer only for the CLS/distillation tokens
+                            // (on by default; the loss and gradients are the same)
+    int head_T;             // tokens per sequence in the encoder output of the last forward
     int cur_counted;        // rows that carry a label/target (labels >= 0)
     int cur_has_targets;
     float label_smoothing;  // set by the trainer (train.label_smoothing)
@@ -110,7 +113,9 @@ void qft_model_zero_grads(qft_model *m);
 
 // Host copies of results of the last forward.
 void qft_model_read_logits(const qft_model *m, float *host_logits);        // [B, num_labels]
-void qft_model_read_hidden(const qft_model *m, float *host_hidden);        // [B, T, D] last encoder output
+// [B, head_T, D]: HF's last_hidden_state. With prune_last_layer (ViT/DeiT default) only the first
+// n_prefix tokens are computed, so head_T = n_prefix; set prune_last_layer = 0 for every token.
+void qft_model_read_hidden(const qft_model *m, float *host_hidden);
 
 // Hugging Face safetensors import. Names are matched as is, or without the family prefix ("bert.")
 // for bare encoder checkpoints such as all-MiniLM-L6-v2. Every shape is checked. Missing head

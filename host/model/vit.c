@@ -96,18 +96,18 @@ void qft_vit_embed_backward(qft_model *m, uint64_t seed, uint64_t step) {
 
 void qft_vit_head_forward(qft_model *m, const float *encoder_out) {
     const qft_backend *be = m->be;
-    int B = m->cur_B, T = m->cur_T, D = m->D, L = m->num_labels;
+    int B = m->cur_B, T = m->head_T, D = m->D, L = m->num_labels;
     qft_model_acts *a = &m->acts;
     be->layernorm_forward(a->final_ln, a->final_mean, a->final_rstd, encoder_out, m->w.final_ln_w,
                           m->w.final_ln_b, B * T, D, m->ln_eps);
-    be->select_token_forward(a->cls_rows, a->final_ln, B, T, D, 0);
+    be->select_tokens_forward(a->cls_rows, a->final_ln, B, T, D, 0, 1);
     if (m->kind != QFT_MODEL_DEIT) {
         be->linear_forward(a->logits, a->cls_rows, m->w.head_w, m->w.head_b, B, D, L);
         return;
     }
     // DeiT: logits = (cls_classifier(token 0) + distillation_classifier(token 1)) / 2, as HF's
     // DeiTForImageClassificationWithTeacher does at inference.
-    be->select_token_forward(a->dist_rows, a->final_ln, B, T, D, 1);
+    be->select_tokens_forward(a->dist_rows, a->final_ln, B, T, D, 1, 1);
     be->linear_forward(a->logits_sum, a->cls_rows, m->w.head_w, m->w.head_b, B, D, L);
     be->linear_forward(a->logits2, a->dist_rows, m->w.head2_w, m->w.head2_b, B, D, L);
     be->add_forward(a->logits, a->logits_sum, a->logits2, (size_t)B * L);
@@ -116,7 +116,7 @@ void qft_vit_head_forward(qft_model *m, const float *encoder_out) {
 
 void qft_vit_head_backward(qft_model *m, const float *encoder_out) {
     const qft_backend *be = m->be;
-    int B = m->cur_B, T = m->cur_T, D = m->D, L = m->num_labels;
+    int B = m->cur_B, T = m->head_T, D = m->D, L = m->num_labels;
     qft_model_acts *a = &m->acts;
     qft_model_grad_scratch *s = &m->gs;
     be->zero(s->d_rows, (size_t)B * D * sizeof(float));
@@ -135,8 +135,8 @@ void qft_vit_head_backward(qft_model *m, const float *encoder_out) {
     // d_final_ln lives in d_emb (free until the embedding backward), then LN backward into d_stream.
     float *d_final = s->d_emb;
     be->zero(d_final, (size_t)B * T * D * sizeof(float));
-    be->select_token_backward(d_final, s->d_rows, B, T, D, 0);
-    if (m->kind == QFT_MODEL_DEIT) be->select_token_backward(d_final, s->d_rows2, B, T, D, 1);
+    be->select_tokens_backward(d_final, s->d_rows, B, T, D, 0, 1);
+    if (m->kind == QFT_MODEL_DEIT) be->select_tokens_backward(d_final, s->d_rows2, B, T, D, 1, 1);
     be->layernorm_backward(s->d_stream, m->g.final_ln_w, m->g.final_ln_b, d_final, encoder_out, m->w.final_ln_w,
                            a->final_mean, a->final_rstd, B * T, D);
 }

@@ -1,5 +1,5 @@
 // Row lookups on the CPU: token/position/segment embeddings (accumulating gather and its scatter-add
-// backward) and select_token, the CLS-token pooling gather.
+// backward) and select_tokens, the gather of a run of tokens (CLS pooling).
 #include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
@@ -33,16 +33,18 @@ void cpu_embedding_backward(float *dtable, const float *dout, const int32_t *ids
     }
 }
 
-void cpu_select_token_forward(float *out, const float *inp, int B, int T, int C, int index) {
+void cpu_select_tokens_forward(float *out, const float *inp, int B, int T, int C, int first, int count) {
+    size_t row_floats = (size_t)count * C;
     for (int b = 0; b < B; b++)
-        memcpy(out + (size_t)b * C, inp + ((size_t)b * T + index) * C, (size_t)C * sizeof(float));
+        memcpy(out + (size_t)b * row_floats, inp + ((size_t)b * T + first) * C, row_floats * sizeof(float));
 }
 
-void cpu_select_token_backward(float *dinp, const float *dout, int B, int T, int C, int index) {
+void cpu_select_tokens_backward(float *dinp, const float *dout, int B, int T, int C, int first, int count) {
     if (!dinp) return;
+    size_t row_floats = (size_t)count * C;
     for (int b = 0; b < B; b++) {
-        float *dinp_row = dinp + ((size_t)b * T + index) * C;
-        const float *dout_row = dout + (size_t)b * C;
-        for (int c = 0; c < C; c++) dinp_row[c] += dout_row[c];
+        float *dinp_rows = dinp + ((size_t)b * T + first) * C;
+        const float *dout_rows = dout + (size_t)b * row_floats;
+        for (size_t i = 0; i < row_floats; i++) dinp_rows[i] += dout_rows[i];
     }
 }

@@ -115,8 +115,8 @@ void cpu_vit_tokens_forward(float *out, const float *patches, const float *cls, 
                             const float *pos, int B, int NP, int D);
 void cpu_vit_tokens_backward(float *dpatches, float *dcls, float *ddist, float *dpos, const float *dout,
                              int B, int NP, int D);
-void cpu_select_token_forward(float *out, const float *inp, int B, int T, int C, int index);
-void cpu_select_token_backward(float *dinp, const float *dout, int B, int T, int C, int index);
+void cpu_select_tokens_forward(float *out, const float *inp, int B, int T, int C, int first, int count);
+void cpu_select_tokens_backward(float *dinp, const float *dout, int B, int T, int C, int first, int count);
 
 void cpu_add_forward(float *out, const float *a, const float *b, size_t n);
 void cpu_add_backward(float *da, float *db, const float *dout, size_t n);
