@@ -263,13 +263,13 @@ typedef struct {
 
 static double attention_loss(void *ctx) {
     attention_case *c = ctx;
-    backend->attention_forward(c->out, c->scratch_probs, c->q, c->k, c->v, c->NH * c->HS, c->mask, c->B, c->T, c->NH, c->HS,
+    backend->attention_forward(c->out, c->scratch_probs, c->q, c->k, c->v, c->NH * c->HS, c->mask, c->B, c->T, c->T, c->NH, c->HS,
                                c->scale);
     return weighted_sum(c->out, c->dout, (size_t)c->B * c->T * c->NH * c->HS);
 }
 static void attention_grads(void *ctx) {
     attention_case *c = ctx;
-    backend->attention_backward(c->dq, c->dk, c->dv, c->dout, c->probs, c->q, c->k, c->v, c->NH * c->HS, c->B, c->T, c->NH, c->HS,
+    backend->attention_backward(c->dq, c->dk, c->dv, c->dout, c->probs, c->q, c->k, c->v, c->NH * c->HS, c->B, c->T, c->T, c->NH, c->HS,
                                 c->scale);
 }
 
@@ -291,7 +291,7 @@ static void test_attention(int B, int T, int NH, int HS, int with_mask, int spar
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) c.mask[(size_t)b * T + t] = t < T - (b % (T - 1)) ? 1.0f : 0.0f;
     }
-    backend->attention_forward(c.out, c.probs, c.q, c.k, c.v, NH * HS, c.mask, B, T, NH, HS, c.scale);
+    backend->attention_forward(c.out, c.probs, c.q, c.k, c.v, NH * HS, c.mask, B, T, T, NH, HS, c.scale);
     grad_slot slots[] = {{"q", c.q, c.dq, n, samples}, {"k", c.k, c.dk, n, samples}, {"v", c.v, c.dv, n, samples}};
     gradcheck(with_mask ? "attention(masked)" : "attention", &c, attention_loss, attention_grads, slots, 3, step);
 
@@ -308,8 +308,8 @@ static void test_attention(int B, int T, int NH, int HS, int with_mask, int spar
         CHECK(!leak, "attention: padded keys received gradient");
     }
     float *dv_only = zero_tensor(n), *dq_only = zero_tensor(n);
-    backend->attention_backward(NULL, NULL, dv_only, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, NH, HS, c.scale);
-    backend->attention_backward(dq_only, NULL, NULL, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, NH, HS, c.scale);
+    backend->attention_backward(NULL, NULL, dv_only, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, T, NH, HS, c.scale);
+    backend->attention_backward(dq_only, NULL, NULL, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, T, NH, HS, c.scale);
     CHECK(tensors_equal(dv_only, c.dv, n), "attention: dv alone differs from full backward");
     CHECK(tensors_equal(dq_only, c.dq, n), "attention: dq alone differs from full backward");
     free(dv_only), free(dq_only);
@@ -393,6 +393,39 @@ static void test_vit_tokens(int B, int NP, int D, int with_dist, size_t samples)
     free(dpatches_only);
     free(c.patches), free(c.cls), free(c.dist), free(c.pos), free(c.out), free(c.dout);
     free(c.dpatches), free(c.dcls), free(c.ddist), free(c.dpos);
+}
+
+// Queries restricted to the first Tq tokens: out, probs and dq must equal the first Tq rows of the
+// full computation, and dk/dv the full backward with zero upstream gradient beyond Tq.
+static void test_attention_query_prefix(int B, int T, int Tq, int NH, int HS) {
+    size_t C = (size_t)NH * HS, n = (size_t)B * T * C, nq = (size_t)B * Tq * C;
+    float *q = random_tensor(n, -1, 1), *k = random_tensor(n, -1, 1), *v = random_tensor(n, -1, 1);
+    float *dout_q = random_tensor(nq, -1, 1), *dout_full = zero_tensor(n);
+    float *out_full = zero_tensor(n), *out_q = zero_tensor(nq);
+    float *probs_full = zero_tensor((size_t)B * NH * T * T), *probs_q = zero_tensor((size_t)B * NH * Tq * T);
+    float *dq_full = zero_tensor(n), *dk_full = zero_tensor(n), *dv_full = zero_tensor(n);
+    float *dq_q = zero_tensor(n), *dk_q = zero_tensor(n), *dv_q = zero_tensor(n);
+    float scale = 1.0f / sqrtf((float)HS);
+    backend->attention_forward(out_full, probs_full, q, k, v, (int)C, NULL, B, T, T, NH, HS, scale);
+    backend->attention_forward(out_q, probs_q, q, k, v, (int)C, NULL, B, T, Tq, NH, HS, scale);
+    int same_out = 1, same_probs = 1;
+    for (int b = 0; b < B; b++) {
+        same_out &= memcmp(out_q + (size_t)b * Tq * C, out_full + (size_t)b * T * C, (size_t)Tq * C * sizeof(float)) == 0;
+        memcpy(dout_full + (size_t)b * T * C, dout_q + (size_t)b * Tq * C, (size_t)Tq * C * sizeof(float));
+        for (int h = 0; h < NH; h++)
+            same_probs &= memcmp(probs_q + ((size_t)b * NH + h) * Tq * T, probs_full + ((size_t)b * NH + h) * T * T,
+                                 (size_t)Tq * T * sizeof(float)) == 0;
+    }
+    CHECK(same_out && same_probs, "attention Tq=%d of T=%d: out/probs differ from the full rows", Tq, T);
+    backend->attention_backward(dq_full, dk_full, dv_full, dout_full, probs_full, q, k, v, (int)C, B, T, T, NH, HS, scale);
+    backend->attention_backward(dq_q, dk_q, dv_q, dout_q, probs_q, q, k, v, (int)C, B, T, Tq, NH, HS, scale);
+    // Same arithmetic except for rows that contribute exact zeros, so allow only rounding-level error.
+    CHECK(qft_max_rel_error(dk_q, dk_full, n, 1e-30) < 1e-6 && qft_max_rel_error(dv_q, dv_full, n, 1e-30) < 1e-6 &&
+              qft_max_rel_error(dq_q, dq_full, n, 1e-30) < 1e-6,
+          "attention Tq=%d of T=%d: gradients differ from the full backward", Tq, T);
+    float *bufs[] = {q, k, v, dout_q, dout_full, out_full, out_q, probs_full, probs_q, dq_full, dk_full, dv_full,
+                     dq_q, dk_q, dv_q};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
 }
 
 // ---- select_tokens ----
@@ -683,6 +716,8 @@ int main(void) {
     test_attention(2, 5, 2, 3, 0, 0, 0, GRADCHECK_STEP);
     test_attention(3, 5, 2, 3, 1, 0, 0, GRADCHECK_STEP);
     test_attention(8, 17, 4, 16, 1, 0, 40, GRADCHECK_STEP);
+    test_attention_query_prefix(8, 17, 1, 4, 16);
+    test_attention_query_prefix(3, 9, 2, 2, 8);
     // Past the transposed-copy limit (per-key dot products); see GRADCHECK_STEP_WIDE_HEAD.
     test_attention(2, 33, 1, 1024, 1, 1, 16, GRADCHECK_STEP_WIDE_HEAD);
     test_embedding(7, 5, 4, 0);

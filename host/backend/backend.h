@@ -53,16 +53,18 @@ typedef struct qft_backend {
     // q, k, v: [B, T, *] rows qkv_stride floats apart, each row holding NH*HS channels (heads
     // interleaved along the channel dim, as HF's linear outputs). qkv_stride = NH*HS for separate
     // tensors; 3*NH*HS with q = qkv, k = qkv + C, v = qkv + 2C for one fused [N, 3C] projection.
-    // out, dout: [B, T, NH*HS]. dq, dk, dv use the same layout and stride as q, k, v.
-    // probs: [B, NH, T, T] saved softmax(q k^T * scale + mask) for backward (may be NULL in forward
+    // Queries are the first Tq tokens of each sequence (Tq = T: all; Tq = 1: CLS only), keys all T.
+    // out, dout: [B, Tq, NH*HS]. dq, dk, dv use the layout and stride of q, k, v (dq: first Tq rows).
+    // probs: [B, NH, Tq, T] saved softmax(q k^T * scale + mask) for backward (may be NULL in forward
     // when no backward follows).
     // key_mask: [B, T] with 1 = attend, 0 = padding, or NULL for no mask. Masked keys get a logit of
     // -1e30 before softmax (probability 0; a fully padded row stays finite and becomes uniform).
     void (*attention_forward)(float *out, float *probs, const float *q, const float *k, const float *v,
-                              int qkv_stride, const float *key_mask, int B, int T, int NH, int HS, float scale);
+                              int qkv_stride, const float *key_mask, int B, int T, int Tq, int NH, int HS,
+                              float scale);
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                                const float *q, const float *k, const float *v, int qkv_stride,
-                               int B, int T, int NH, int HS, float scale);
+                               int B, int T, int Tq, int NH, int HS, float scale);
 
     // ---- embeddings: out[N,C] += table[ids[i]] (accumulates so token+position+segment sum up) ----
     void (*embedding_forward)(float *out, const int32_t *ids, const float *table, int N, int C);

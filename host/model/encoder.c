@@ -6,9 +6,8 @@
 
 size_t qft_layer_acts_floats(int N, int D, int F, size_t probs_floats) {
     size_t nd = (size_t)N * D, nf = (size_t)N * F;
-    // ln1_out qkv(3) attn attn_kept proj resid1 ln2_out fc2 resid2 = 11 x [N,D]; fc1 gelu = 2 x [N,F];
-    // 4 x [N] stats
-    return 11 * nd + 2 * nf + 4 * (size_t)N + probs_floats;
+    // ln1_out qkv(3) attn proj resid1 ln2_out fc2 resid2 = 10 x [N,D]; fc1 gelu = 2 x [N,F]; 4 x [N] stats
+    return 10 * nd + 2 * nf + 4 * (size_t)N + probs_floats;
 }
 
 void qft_layer_acts_carve(qft_layer_acts *a, float *block, int N, int D, int F, size_t probs_floats) {
@@ -17,7 +16,6 @@ void qft_layer_acts_carve(qft_layer_acts *a, float *block, int N, int D, int F, 
     a->ln1_out = p; p += nd;
     a->qkv = p; p += 3 * nd;
     a->attn = p; p += nd;
-    a->attn_kept = p; p += nd;
     a->proj = p; p += nd;
     a->resid1 = p; p += nd;
     a->ln2_out = p; p += nd;
@@ -53,13 +51,14 @@ static const float *maybe_dropout_backward(const qft_backend *be, const qft_laye
     return scratch;
 }
 
-// q/k/v projections and the attention core over all rows: x_in -> a->attn (before the projection).
+// q/k/v projections over all rows and the attention core for the first `queries` tokens of each
+// sequence: x_in -> attn_out [B, queries, D] (before the output projection).
 static void attention_core_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
-                                   qft_layer_acts *a, const float *x_in) {
+                                   qft_layer_acts *a, const float *x_in, float *attn_out, int queries) {
     int N = s->B * s->T, D = s->D, HS = D / s->NH;
     be->linear_forward(a->qkv, x_in, p->qkv_w, p->qkv_b, N, D, 3 * D);
-    be->attention_forward(a->attn, a->probs, a->qkv, a->qkv + D, a->qkv + 2 * D, 3 * D, s->key_mask, s->B, s->T,
-                          s->NH, HS, 1.0f / sqrtf((float)HS));
+    be->attention_forward(attn_out, a->probs, a->qkv, a->qkv + D, a->qkv + 2 * D, 3 * D, s->key_mask, s->B, s->T,
+                          queries, s->NH, HS, 1.0f / sqrtf((float)HS));
 }
 
 // Output projection (+ dropout) of `rows` rows of attention output into a->proj.
@@ -72,7 +71,7 @@ static void projection_forward(const qft_backend *be, const qft_layer_shape *s, 
 // attn(x_in) -> a->proj (after dropout).
 static void attention_block_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
                                     qft_layer_acts *a, const float *x_in) {
-    attention_core_forward(be, s, p, a, x_in);
+    attention_core_forward(be, s, p, a, x_in, a->attn, s->T);
     projection_forward(be, s, p, a, a->attn, s->B * s->T);
 }
 
@@ -85,14 +84,14 @@ static void projection_backward(const qft_backend *be, const qft_layer_shape *s,
     be->linear_backward(d_attn, g->o_w, g->o_b, d_proj_pre, attn, p->o_w, rows, D, D);
 }
 
-// Attention core backward from sc->d_attn over all rows; accumulates dL/dx_in into d_x_in.
+// Attention core backward from d_attn ([B, queries, D]); accumulates dL/dx_in into d_x_in.
 static void attention_core_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
                                     const qft_layer_params *g, const qft_layer_acts *a, const float *x_in,
-                                    qft_layer_scratch *sc, float *d_x_in) {
+                                    qft_layer_scratch *sc, const float *d_attn, int queries, float *d_x_in) {
     int N = s->B * s->T, D = s->D, HS = D / s->NH;
     be->zero(sc->d_qkv, 3 * (size_t)N * D * sizeof(float));
-    be->attention_backward(sc->d_qkv, sc->d_qkv + D, sc->d_qkv + 2 * D, sc->d_attn, a->probs, a->qkv, a->qkv + D,
-                           a->qkv + 2 * D, 3 * D, s->B, s->T, s->NH, HS, 1.0f / sqrtf((float)HS));
+    be->attention_backward(sc->d_qkv, sc->d_qkv + D, sc->d_qkv + 2 * D, d_attn, a->probs, a->qkv, a->qkv + D,
+                           a->qkv + 2 * D, 3 * D, s->B, s->T, queries, s->NH, HS, 1.0f / sqrtf((float)HS));
     be->linear_backward(d_x_in, g->qkv_w, g->qkv_b, sc->d_qkv, x_in, p->qkv_w, N, D, 3 * D);
 }
 
@@ -103,7 +102,7 @@ static void attention_block_backward(const qft_backend *be, const qft_layer_shap
     int N = s->B * s->T;
     be->zero(sc->d_attn, (size_t)N * s->D * sizeof(float));
     projection_backward(be, s, p, g, a->attn, sc, d_proj, sc->d_attn, N);
-    attention_core_backward(be, s, p, g, a, x_in, sc, d_x_in);
+    attention_core_backward(be, s, p, g, a, x_in, sc, sc->d_attn, s->T, d_x_in);
 }
 
 // mlp(x_in) -> a->fc2 (after dropout).
@@ -189,18 +188,18 @@ void qft_encoder_postnorm_backward(const qft_backend *be, const qft_layer_shape 
 }
 
 // The last ViT layer feeds only its first `keep` tokens to the head (CLS, and DeiT's distillation
-// token), so past the attention core only those rows are computed: keys and values still come from
-// every token, but the projection, residual, LN2 and MLP run on B*keep rows instead of B*T. The loss
-// and every gradient are unchanged; the skipped rows are the 16/17 of the layer that nothing reads.
+// token), so only those rows are computed past the q/k/v projection: keys and values still come
+// from every token, but the attention queries, projection, residual, LN2 and MLP run on B*keep rows
+// instead of B*T. The loss and every gradient are unchanged; the skipped rows are the 16/17 of the
+// layer that nothing reads.
 void qft_encoder_prenorm_prefix_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
                                         qft_layer_acts *a, const float *x, int keep) {
     int N = s->B * s->T, D = s->D, rows = s->B * keep;
     qft_layer_shape kept = *s;
     kept.T = keep;
     be->layernorm_forward(a->ln1_out, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, D, s->ln_eps);
-    attention_core_forward(be, s, p, a, a->ln1_out);
-    be->select_tokens_forward(a->attn_kept, a->attn, s->B, s->T, D, 0, keep);
-    projection_forward(be, &kept, p, a, a->attn_kept, rows);
+    attention_core_forward(be, s, p, a, a->ln1_out, a->attn, keep);
+    projection_forward(be, &kept, p, a, a->attn, rows);
     be->select_tokens_forward(a->resid1, x, s->B, s->T, D, 0, keep);
     be->add_forward(a->resid1, a->resid1, a->proj, (size_t)rows * D);
     be->layernorm_forward(a->ln2_out, a->ln2_mean, a->ln2_rstd, a->resid1, p->ln2_w, p->ln2_b, rows, D, s->ln_eps);
@@ -220,16 +219,14 @@ void qft_encoder_prenorm_prefix_backward(const qft_backend *be, const qft_layer_
     mlp_block_backward(be, &kept, p, g, a, a->ln2_out, sc, d_stream, sc->d_ln);
     be->layernorm_backward(d_stream, g->ln2_w, g->ln2_b, sc->d_ln, a->resid1, p->ln2_w, a->ln2_mean, a->ln2_rstd,
                            rows, D);
-    // Projection on the kept rows, then scatter its input gradient into the full attention gradient.
-    be->zero(sc->d_ln, kept_floats * sizeof(float));
-    projection_backward(be, &kept, p, g, a->attn_kept, sc, d_stream, sc->d_ln, rows);
-    be->zero(sc->d_attn, (size_t)N * D * sizeof(float));
-    be->select_tokens_backward(sc->d_attn, sc->d_ln, s->B, s->T, D, 0, keep);
+    // Projection on the kept rows: the attention output gradient of the kept queries.
+    be->zero(sc->d_attn, kept_floats * sizeof(float));
+    projection_backward(be, &kept, p, g, a->attn, sc, d_stream, sc->d_attn, rows);
     // The residual: dL/dx gets dL/d(resid1) at the kept rows; d_stream becomes the full [N, D] gradient.
     be->copy(sc->d_stream2, d_stream, kept_floats * sizeof(float));
     be->zero(d_stream, (size_t)N * D * sizeof(float));
     be->select_tokens_backward(d_stream, sc->d_stream2, s->B, s->T, D, 0, keep);
     be->zero(sc->d_ln, (size_t)N * D * sizeof(float));
-    attention_core_backward(be, s, p, g, a, a->ln1_out, sc, sc->d_ln);
+    attention_core_backward(be, s, p, g, a, a->ln1_out, sc, sc->d_attn, keep, sc->d_ln);
     be->layernorm_backward(d_stream, g->ln1_w, g->ln1_b, sc->d_ln, x, p->ln1_w, a->ln1_mean, a->ln1_rstd, N, D);
 }

@@ -22,9 +22,9 @@ typedef struct {
 typedef struct {
     float *ln1_out, *ln1_mean, *ln1_rstd;  // pre-LN: LN(x); post-LN: LN(x + attn) = the layer's "a"
     float *qkv;                            // [N, 3D]: q | k | v per row
-    float *probs;                          // [B, NH, T, T]
+    float *probs;                          // [B, NH, T, T] (prefix layer: [B, NH, keep, T])
     float *attn;                           // attention output before the projection [N, D]
-    float *attn_kept;                      // prefix layer: attn at the kept tokens [B*keep, D]
+                                           // (prefix layer: the kept tokens only, [B*keep, D])
     float *proj;                           // projection output after dropout [N, D]
     float *resid1;                         // pre-LN: h = x + proj; post-LN: x + proj
     float *ln2_out, *ln2_mean, *ln2_rstd;  // pre-LN: LN(h); post-LN: the layer output y

@@ -1,7 +1,8 @@
 // Multi-head self-attention core on the CPU: softmax(q k^T * scale + key mask) v per (batch, head),
 // and its backward; (batch, head) pairs run in parallel and each owns its rows of out/dq/dk/dv.
 // q, k, v (and dq, dk, dv) rows are qkv_stride floats apart (S below), so a fused [N, 3C] QKV
-// projection is read in place; out and dout rows are C = NH*HS apart.
+// projection is read in place; out and dout rows are C = NH*HS apart. Only the first Tq tokens of
+// each sequence are queries (out/dout [B, Tq, C], probs [B, NH, Tq, T]); all T are keys.
 #include <math.h>
 #include <string.h>
 
@@ -120,18 +121,19 @@ static inline __attribute__((always_inline)) void group_weighted_rows(
 // common head sizes get constant trip counts and keep their accumulators in registers.
 static inline __attribute__((always_inline)) void attention_head_forward(
     float *out_head, float *prob_head, float *group_buffer, const float *q_head, const float *k_head,
-    const float *v_head, const float *mask_row, float *k_transposed, int T, int HS, size_t C, size_t S, float scale) {
+    const float *v_head, const float *mask_row, float *k_transposed, int T, int Tq, int HS, size_t C, size_t S,
+    float scale) {
     if (k_transposed) transpose_head(k_transposed, k_head, S, T, HS);
-    for (int i0 = 0; i0 < T; i0 += ATTENTION_QUERY_GROUP) {
-        const int valid_rows = T - i0 < ATTENTION_QUERY_GROUP ? T - i0 : ATTENTION_QUERY_GROUP;
-        // Rows past T repeat the last row (constant trip counts) and are never stored.
+    for (int i0 = 0; i0 < Tq; i0 += ATTENTION_QUERY_GROUP) {
+        const int valid_rows = Tq - i0 < ATTENTION_QUERY_GROUP ? Tq - i0 : ATTENTION_QUERY_GROUP;
+        // Rows past Tq repeat the last row (constant trip counts) and are never stored.
         const float *q_rows[ATTENTION_QUERY_GROUP];
         float *out_rows[ATTENTION_QUERY_GROUP];
         const float *prob_rows[ATTENTION_QUERY_GROUP];
         float *scores = prob_head ? prob_head + (size_t)i0 * T : group_buffer;
         float *group_scores = valid_rows == ATTENTION_QUERY_GROUP ? scores : group_buffer;
         for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
-            const int row = r < valid_rows ? i0 + r : T - 1;
+            const int row = r < valid_rows ? i0 + r : Tq - 1;
             q_rows[r] = q_head + (size_t)row * S;
             out_rows[r] = r < valid_rows ? out_head + (size_t)(i0 + r) * C : NULL;
             prob_rows[r] = group_scores + (size_t)(r < valid_rows ? r : valid_rows - 1) * T;
@@ -171,24 +173,24 @@ static inline __attribute__((always_inline)) void attention_head_forward(
 }
 
 void cpu_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v, int qkv_stride,
-                           const float *key_mask, int B, int T, int NH, int HS, float scale) {
-    if (B <= 0 || T <= 0 || NH <= 0 || HS <= 0) return;
+                           const float *key_mask, int B, int T, int Tq, int NH, int HS, float scale) {
+    if (B <= 0 || T <= 0 || Tq <= 0 || Tq > T || NH <= 0 || HS <= 0) return;
     const size_t C = (size_t)NH * HS, S = (size_t)qkv_stride;
-    const size_t work = (size_t)B * NH * T * T * HS;
+    const size_t work = (size_t)B * NH * Tq * T * HS;
     const int use_transposed = (size_t)padded_key_count(T) * HS <= ATTENTION_MAX_TRANSPOSED_FLOATS;
 #pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            const size_t head_offset = (size_t)b * T * C + (size_t)h * HS;
+            const size_t head_offset = (size_t)b * Tq * C + (size_t)h * HS;
             const size_t in_offset = (size_t)b * T * S + (size_t)h * HS;
             const float *mask_row = key_mask ? key_mask + (size_t)b * T : NULL;
-            float *prob_head = probs ? probs + ((size_t)b * NH + h) * T * T : NULL;
+            float *prob_head = probs ? probs + ((size_t)b * NH + h) * Tq * T : NULL;
             float k_transposed[use_transposed ? (size_t)padded_key_count(T) * HS : 1];
             float group_buffer[(size_t)ATTENTION_QUERY_GROUP * T];  // scores when probs is NULL or for a partial group
             float *transposed = use_transposed ? k_transposed : NULL;
 #define ATTENTION_HEAD_FORWARD(head_size)                                                                     \
     attention_head_forward(out + head_offset, prob_head, group_buffer, q + in_offset, k + in_offset,         \
-                           v + in_offset, mask_row, transposed, T, head_size, C, S, scale)
+                           v + in_offset, mask_row, transposed, T, Tq, head_size, C, S, scale)
             switch (HS) {
                 case 16: ATTENTION_HEAD_FORWARD(16); break;
                 case 32: ATTENTION_HEAD_FORWARD(32); break;
@@ -205,17 +207,17 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
 static inline __attribute__((always_inline)) void attention_head_backward(
     float *dq_head, float *dk_head, float *dv_head, float *dlogit_group, const float *zero_row,
     const float *dout_head, const float *prob_head, const float *q_head, const float *k_head, const float *v_head,
-    float *v_transposed, int T, int HS, size_t C, size_t S, float scale) {
+    float *v_transposed, int T, int Tq, int HS, size_t C, size_t S, float scale) {
     const int need_dlogits = dq_head || dk_head;
     if (v_transposed && need_dlogits) transpose_head(v_transposed, v_head, S, T, HS);
-    for (int i0 = 0; i0 < T; i0 += ATTENTION_QUERY_GROUP) {
-        const int valid_rows = T - i0 < ATTENTION_QUERY_GROUP ? T - i0 : ATTENTION_QUERY_GROUP;
-        // Absent rows (past T) get probability and dlogit 0, so their dk/dv contributions vanish.
+    for (int i0 = 0; i0 < Tq; i0 += ATTENTION_QUERY_GROUP) {
+        const int valid_rows = Tq - i0 < ATTENTION_QUERY_GROUP ? Tq - i0 : ATTENTION_QUERY_GROUP;
+        // Absent rows (past Tq) get probability and dlogit 0, so their dk/dv contributions vanish.
         const float *dout_rows[ATTENTION_QUERY_GROUP], *q_rows[ATTENTION_QUERY_GROUP];
         const float *prob_rows[ATTENTION_QUERY_GROUP], *dlogit_rows[ATTENTION_QUERY_GROUP];
         float *dq_rows[ATTENTION_QUERY_GROUP];
         for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
-            const int row = r < valid_rows ? i0 + r : T - 1;
+            const int row = r < valid_rows ? i0 + r : Tq - 1;
             dout_rows[r] = dout_head + (size_t)row * C;
             q_rows[r] = q_head + (size_t)row * S;
             prob_rows[r] = r < valid_rows ? prob_head + (size_t)row * T : zero_row;
@@ -260,19 +262,19 @@ static inline __attribute__((always_inline)) void attention_head_backward(
 }
 
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                            const float *q, const float *k, const float *v, int qkv_stride, int B, int T, int NH,
-                            int HS, float scale) {
-    if (B <= 0 || T <= 0 || NH <= 0 || HS <= 0) return;
+                            const float *q, const float *k, const float *v, int qkv_stride, int B, int T, int Tq,
+                            int NH, int HS, float scale) {
+    if (B <= 0 || T <= 0 || Tq <= 0 || Tq > T || NH <= 0 || HS <= 0) return;
     if (!dq && !dk && !dv) return;
     const size_t C = (size_t)NH * HS, S = (size_t)qkv_stride;
-    const size_t work = (size_t)B * NH * T * T * HS;
+    const size_t work = (size_t)B * NH * Tq * T * HS;
     const int use_transposed = (size_t)padded_key_count(T) * HS <= ATTENTION_MAX_TRANSPOSED_FLOATS;
 #pragma omp parallel for collapse(2) schedule(static) if (work > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            const size_t head_offset = (size_t)b * T * C + (size_t)h * HS;
+            const size_t head_offset = (size_t)b * Tq * C + (size_t)h * HS;
             const size_t in_offset = (size_t)b * T * S + (size_t)h * HS;
-            const float *prob_head = probs + ((size_t)b * NH + h) * T * T;
+            const float *prob_head = probs + ((size_t)b * NH + h) * Tq * T;
             float v_transposed[use_transposed ? (size_t)padded_key_count(T) * HS : 1];
             float *transposed = use_transposed ? v_transposed : NULL;
             float dlogit_group[(size_t)ATTENTION_QUERY_GROUP * T];
@@ -283,7 +285,7 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
             float *dv_head = dv ? dv + in_offset : NULL;
 #define ATTENTION_HEAD_BACKWARD(head_size)                                                                    \
     attention_head_backward(dq_head, dk_head, dv_head, dlogit_group, zero_row, dout + head_offset, prob_head, \
-                            q + in_offset, k + in_offset, v + in_offset, transposed, T, head_size, C, S, scale)
+                            q + in_offset, k + in_offset, v + in_offset, transposed, T, Tq, head_size, C, S, scale)
             switch (HS) {
                 case 16: ATTENTION_HEAD_BACKWARD(16); break;
                 case 32: ATTENTION_HEAD_BACKWARD(32); break;
