@@ -17,16 +17,30 @@ void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_
     // torch's lerp switches formulas at weight 0.5 for accuracy; keep both branches.
     const int lerp_from_start = one_minus_beta1 < 0.5f;
     const float lerp_complement = 1.0f - one_minus_beta1;
-#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_COMPUTE)
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i];
-        float p = param[i] * decay_factor;                 // param.mul_(1 - lr * wd)
-        float m_new = lerp_from_start ? m[i] + one_minus_beta1 * (g - m[i])  // exp_avg.lerp_(grad, 1 - beta1)
-                                      : g - (g - m[i]) * lerp_complement;
-        float v_new = v[i] * beta2 + one_minus_beta2 * g * g;  // exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
-        float denom = sqrtf(v_new) / bias_correction2_sqrt + eps;
-        param[i] = p - step_size * (m_new / denom);  // param.addcdiv_(exp_avg, denom, value=-step_size)
-        m[i] = m_new;
-        v[i] = v_new;
+    // Two copies of the loop (one per lerp formula) so the body has no branch and vectorizes.
+    if (lerp_from_start) {
+#pragma omp parallel for simd schedule(static) if (n > QFT_CPU_PARALLEL_MIN_COMPUTE)
+        for (size_t i = 0; i < n; i++) {
+            float g = grad[i];
+            float p = param[i] * decay_factor;                     // param.mul_(1 - lr * wd)
+            float m_new = m[i] + one_minus_beta1 * (g - m[i]);     // exp_avg.lerp_(grad, 1 - beta1)
+            float v_new = v[i] * beta2 + one_minus_beta2 * g * g;  // exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
+            float denom = sqrtf(v_new) / bias_correction2_sqrt + eps;
+            param[i] = p - step_size * (m_new / denom);  // param.addcdiv_(exp_avg, denom, value=-step_size)
+            m[i] = m_new;
+            v[i] = v_new;
+        }
+    } else {
+#pragma omp parallel for simd schedule(static) if (n > QFT_CPU_PARALLEL_MIN_COMPUTE)
+        for (size_t i = 0; i < n; i++) {
+            float g = grad[i];
+            float p = param[i] * decay_factor;
+            float m_new = g - (g - m[i]) * lerp_complement;
+            float v_new = v[i] * beta2 + one_minus_beta2 * g * g;
+            float denom = sqrtf(v_new) / bias_correction2_sqrt + eps;
+            param[i] = p - step_size * (m_new / denom);
+            m[i] = m_new;
+            v[i] = v_new;
+        }
     }
 }
