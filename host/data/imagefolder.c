@@ -1,0 +1,268 @@
+// ImageNet-format folder scanning (torchvision ImageFolder's class and file order) and stb_image
+// decoding to RGB; files that are not decodable images are skipped and counted, never fatal.
+#include "imagefolder.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include <stb/stb_image.h>
+#pragma GCC diagnostic pop
+
+// Symlinked folders are followed (as os.walk(followlinks=True)); a loop stops at this depth.
+#define IMAGEFOLDER_MAX_DEPTH 32
+
+typedef struct {
+    char **items;
+    int count, capacity;
+} string_list;
+
+static int string_list_push(string_list *list, char *s) {
+    if (!s) return 0;
+    if (list->count == list->capacity) {
+        int capacity = list->capacity ? list->capacity * 2 : 64;
+        char **items = realloc(list->items, sizeof(char *) * (size_t)capacity);
+        if (!items) {
+            free(s);
+            return 0;
+        }
+        list->items = items;
+        list->capacity = capacity;
+    }
+    list->items[list->count++] = s;
+    return 1;
+}
+
+static void string_list_free(string_list *list) {
+    for (int i = 0; i < list->count; i++) free(list->items[i]);
+    free(list->items);
+    memset(list, 0, sizeof *list);
+}
+
+static char *join_path(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", dir, name);
+    return s;
+}
+
+static int compare_strings(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+// A file found under a class folder: the folder it is in and its name, compared as ImageFolder's
+// sorted(os.walk(...)) then sorted(fnames) orders them: by folder path, then by name.
+typedef struct {
+    char *dir, *name;
+} found_file;
+
+typedef struct {
+    found_file *items;
+    int count, capacity;
+} found_list;
+
+static int compare_found(const void *a, const void *b) {
+    const found_file *x = a, *y = b;
+    int c = strcmp(x->dir, y->dir);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+static void found_list_free(found_list *list) {
+    for (int i = 0; i < list->count; i++) {
+        free(list->items[i].dir);
+        free(list->items[i].name);
+    }
+    free(list->items);
+    memset(list, 0, sizeof *list);
+}
+
+// Collects every regular file below dir (hidden entries ignored). Returns 0 on allocation failure.
+static int collect_files(const char *dir, int depth, found_list *out) {
+    DIR *handle = opendir(dir);
+    if (!handle) return 1;  // an unreadable subfolder holds no images we can use
+    int ok = 1;
+    for (struct dirent *e; ok && (e = readdir(handle));) {
+        if (e->d_name[0] == '.') continue;
+        char *path = join_path(dir, e->d_name);
+        struct stat st;
+        if (!path) {
+            ok = 0;
+        } else if (stat(path, &st) != 0) {
+            // dangling link: nothing to read
+        } else if (S_ISDIR(st.st_mode)) {
+            if (depth < IMAGEFOLDER_MAX_DEPTH) ok = collect_files(path, depth + 1, out);
+        } else if (S_ISREG(st.st_mode)) {
+            if (out->count == out->capacity) {
+                int capacity = out->capacity ? out->capacity * 2 : 64;
+                found_file *items = realloc(out->items, sizeof(found_file) * (size_t)capacity);
+                if (!items) ok = 0;
+                else {
+                    out->items = items;
+                    out->capacity = capacity;
+                }
+            }
+            if (ok) {
+                found_file f = {strdup(dir), strdup(e->d_name)};
+                out->items[out->count++] = f;
+                if (!f.dir || !f.name) ok = 0;
+            }
+        }
+        free(path);
+    }
+    closedir(handle);
+    return ok;
+}
+
+static int file_is_image(const char *path, qft_imagefolder_check check) {
+    if (check == QFT_IMAGEFOLDER_CHECK_DECODE) {
+        qft_image_rgb8 image;
+        if (qft_image_load(path, &image, NULL) != QFT_OK) return 0;
+        qft_image_free(&image);
+        return 1;
+    }
+    int w, h, channels;
+    return stbi_info(path, &w, &h, &channels) && w > 0 && h > 0;
+}
+
+void qft_imagefolder_free(qft_imagefolder *folder) {
+    if (!folder) return;
+    free(folder->root);
+    for (int i = 0; i < folder->num_classes; i++) free(folder->class_names[i]);
+    free(folder->class_names);
+    for (int i = 0; i < folder->count; i++) free(folder->paths[i]);
+    free(folder->paths);
+    free(folder->labels);
+    memset(folder, 0, sizeof *folder);
+}
+
+qft_status qft_imagefolder_open(qft_imagefolder *folder, const char *root, qft_imagefolder_check check,
+                                qft_error *err) {
+    memset(folder, 0, sizeof *folder);
+    DIR *handle = opendir(root);
+    if (!handle) return qft_fail(err, QFT_ERR_IO, "%s: cannot open image folder", root);
+    string_list classes = {0}, paths = {0};
+    int32_t *labels = NULL;
+    int label_capacity = 0, skipped = 0;
+    qft_status status = QFT_OK;
+    for (struct dirent *e; (e = readdir(handle));) {
+        if (e->d_name[0] == '.') continue;
+        char *path = join_path(root, e->d_name);
+        struct stat st;
+        int is_dir = path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+        free(path);
+        if (is_dir && !string_list_push(&classes, strdup(e->d_name))) {
+            status = qft_fail(err, QFT_ERR_OOM, "%s: out of memory listing classes", root);
+            break;
+        }
+    }
+    closedir(handle);
+    if (status == QFT_OK && classes.count == 0)
+        status = qft_fail(err, QFT_ERR_INVALID, "%s: no class folders (expected <root>/<class>/<image files>)", root);
+    if (status == QFT_OK) qsort(classes.items, (size_t)classes.count, sizeof(char *), compare_strings);
+    for (int c = 0; status == QFT_OK && c < classes.count; c++) {
+        char *class_dir = join_path(root, classes.items[c]);
+        found_list files = {0};
+        if (!class_dir || !collect_files(class_dir, 0, &files)) {
+            status = qft_fail(err, QFT_ERR_OOM, "%s/%s: out of memory listing files", root, classes.items[c]);
+        } else {
+            if (files.count > 1) qsort(files.items, (size_t)files.count, sizeof(found_file), compare_found);
+            int usable = 0, class_skipped = 0;
+            for (int i = 0; status == QFT_OK && i < files.count; i++) {
+                char *file = join_path(files.items[i].dir, files.items[i].name);
+                if (!file) {
+                    status = qft_fail(err, QFT_ERR_OOM, "%s: out of memory", class_dir);
+                } else if (!file_is_image(file, check)) {
+                    class_skipped++;
+                    free(file);
+                } else {
+                    if (paths.count == label_capacity) {
+                        label_capacity = label_capacity ? label_capacity * 2 : 256;
+                        int32_t *grown = realloc(labels, sizeof(int32_t) * (size_t)label_capacity);
+                        if (!grown) {
+                            free(file);
+                            status = qft_fail(err, QFT_ERR_OOM, "%s: out of memory", class_dir);
+                            break;
+                        }
+                        labels = grown;
+                    }
+                    labels[paths.count] = c;
+                    if (!string_list_push(&paths, file)) {
+                        status = qft_fail(err, QFT_ERR_OOM, "%s: out of memory", class_dir);
+                        break;
+                    }
+                    usable++;
+                }
+            }
+            skipped += class_skipped;
+            if (status == QFT_OK && usable == 0)
+                status = qft_fail(err, QFT_ERR_INVALID, "%s: class folder has no usable image (%d files, %d skipped)",
+                                  class_dir, files.count, class_skipped);
+        }
+        found_list_free(&files);
+        free(class_dir);
+    }
+    if (status == QFT_OK) {
+        folder->root = strdup(root);
+        if (!folder->root) status = qft_fail(err, QFT_ERR_OOM, "%s: out of memory", root);
+    }
+    if (status != QFT_OK) {
+        free(folder->root);
+        folder->root = NULL;
+        string_list_free(&classes);
+        string_list_free(&paths);
+        free(labels);
+        return status;
+    }
+    folder->num_classes = classes.count;
+    folder->class_names = classes.items;
+    folder->count = paths.count;
+    folder->paths = paths.items;
+    folder->labels = labels;
+    folder->skipped = skipped;
+    return QFT_OK;
+}
+
+// stb hands back malloc'd RGB (its default allocator), which qft_image_free releases.
+static qft_status take_stb_pixels(unsigned char *pixels, int width, int height, const char *name,
+                                  qft_image_rgb8 *image, qft_error *err) {
+    if (!pixels) return qft_fail(err, QFT_ERR_PARSE, "%s: not a decodable image (corrupt or unsupported format)", name);
+    if (width <= 0 || height <= 0) {
+        stbi_image_free(pixels);
+        return qft_fail(err, QFT_ERR_PARSE, "%s: image has size %dx%d", name, width, height);
+    }
+    image->width = width;
+    image->height = height;
+    image->pixels = pixels;
+    return QFT_OK;
+}
+
+qft_status qft_image_load(const char *path, qft_image_rgb8 *image, qft_error *err) {
+    memset(image, 0, sizeof *image);
+    FILE *f = fopen(path, "rb");
+    if (!f) return qft_fail(err, QFT_ERR_IO, "%s: cannot open image", path);
+    int width = 0, height = 0, channels = 0;
+    unsigned char *pixels = stbi_load_from_file(f, &width, &height, &channels, 3);
+    fclose(f);
+    return take_stb_pixels(pixels, width, height, path, image, err);
+}
+
+qft_status qft_image_decode(const uint8_t *bytes, size_t size, const char *name, qft_image_rgb8 *image,
+                            qft_error *err) {
+    memset(image, 0, sizeof *image);
+    if (size == 0 || size > INT_MAX) return qft_fail(err, QFT_ERR_PARSE, "%s: image of %zu bytes", name, size);
+    int width = 0, height = 0, channels = 0;
+    unsigned char *pixels = stbi_load_from_memory(bytes, (int)size, &width, &height, &channels, 3);
+    return take_stb_pixels(pixels, width, height, name, image, err);
+}
+
+qft_status qft_imagefolder_load(const qft_imagefolder *folder, int index, qft_image_rgb8 *image, qft_error *err) {
+    memset(image, 0, sizeof *image);
+    if (index < 0 || index >= folder->count)
+        return qft_fail(err, QFT_ERR_INVALID, "%s: sample %d out of range (0..%d)", folder->root, index, folder->count - 1);
+    return qft_image_load(folder->paths[index], image, err);
+}

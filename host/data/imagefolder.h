@@ -1,0 +1,47 @@
+// ImageNet-format image folders (<root>/<class>/<files>), as torchvision's ImageFolder: classes are
+// the sorted subfolder names, files are sorted; images are decoded with stb_image to 8-bit RGB.
+#ifndef QFT_DATA_IMAGEFOLDER_H
+#define QFT_DATA_IMAGEFOLDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/status.h"
+#include "image_transform.h"
+
+typedef struct {
+    char *root;
+    int num_classes;
+    char **class_names;  // sorted by byte value (Python's sorted() on UTF-8 names)
+    int count;           // usable images
+    char **paths;        // count full paths, class by class, each class's files sorted as ImageFolder
+    int32_t *labels;     // count class indices
+    int skipped;         // files that are not decodable images (corrupt, truncated header, not an image)
+} qft_imagefolder;
+
+// How much of each file qft_imagefolder_open reads to decide whether it is an image.
+typedef enum {
+    QFT_IMAGEFOLDER_CHECK_HEADER = 0,  // stb's header probe: fast, enough to reject non-images
+    QFT_IMAGEFOLDER_CHECK_DECODE       // full decode: also rejects files corrupt after the header
+} qft_imagefolder_check;
+
+// Scans root. Hidden entries (leading '.') are ignored; subfolders inside a class folder are walked
+// as ImageFolder does (os.walk, sorted). Files that fail the check are skipped and counted in
+// `skipped`. Errors (naming the folder): root unreadable or with no class folders (QFT_ERR_IO /
+// QFT_ERR_INVALID); a class folder with no usable image (QFT_ERR_INVALID). On failure folder is zeroed.
+qft_status qft_imagefolder_open(qft_imagefolder *folder, const char *root, qft_imagefolder_check check,
+                                qft_error *err);
+
+void qft_imagefolder_free(qft_imagefolder *folder);
+
+// Decodes any image stb_image reads (grey, grey+alpha, RGB, RGBA, 8 or 16 bit; alpha dropped, grey
+// replicated) into 8-bit RGB. A file that cannot be decoded is QFT_ERR_PARSE naming it; callers that
+// scanned with CHECK_HEADER should skip and count such files rather than stop.
+qft_status qft_image_load(const char *path, qft_image_rgb8 *image, qft_error *err);
+qft_status qft_image_decode(const uint8_t *bytes, size_t size, const char *name, qft_image_rgb8 *image,
+                            qft_error *err);
+
+// Sample i of the folder, decoded.
+qft_status qft_imagefolder_load(const qft_imagefolder *folder, int index, qft_image_rgb8 *image, qft_error *err);
+
+#endif

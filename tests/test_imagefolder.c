@@ -1,0 +1,369 @@
+// Image folders and image transforms: ImageFolder class/file order, skipped and error cases on a
+// Fashion-MNIST fixture, and eval/train transforms against torchvision goldens (transform_oracle.py).
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/image_transform.h"
+#include "data/imagefolder.h"
+#include "test_util.h"
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void write_file(const char *path, const void *data, size_t size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fwrite(data, 1, size, f);
+    fclose(f);
+}
+
+static const char *tail(const char *path, int parts) {
+    const char *p = path + strlen(path);
+    while (p > path && parts > 0)
+        if (*--p == '/') parts--;
+    return parts == 0 ? p + 1 : path;
+}
+
+static void test_fixture_folder(void) {
+    const char *source = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+    if (access(source, R_OK) != 0) {
+        printf("SKIP image folder fixture: %s not installed (apt-get install dataset-fashion-mnist)\n", source);
+        return;
+    }
+    char dir[512], cmd[1200];
+    qft_test_make_temp_dir(dir, sizeof dir, "qft_imagefolder");
+    snprintf(cmd, sizeof cmd, "python3 datasets/make_imagefolder_fixture.py '%s/fixture'", dir);
+    int rc = system(cmd);
+    CHECK(rc == 0, "fixture maker failed (%d): needs python3 and dataset-fashion-mnist", rc);
+    if (rc != 0) {
+        remove_tree(dir);
+        return;
+    }
+    char root[600];
+    snprintf(root, sizeof root, "%s/fixture", dir);
+
+    qft_imagefolder folder;
+    qft_error err = {{0}};
+    qft_status st = qft_imagefolder_open(&folder, root, QFT_IMAGEFOLDER_CHECK_HEADER, &err);
+    CHECK(st == QFT_OK, "open fixture: %s", err.message);
+    if (st == QFT_OK) {
+        CHECK(folder.num_classes == 3, "classes %d", folder.num_classes);
+        const char *classes[3] = {"Sneaker", "bag", "coat"};  // byte order: uppercase first
+        for (int c = 0; c < 3 && c < folder.num_classes; c++)
+            CHECK(strcmp(folder.class_names[c], classes[c]) == 0, "class %d is %s", c, folder.class_names[c]);
+        // the header probe lets truncated.png through (its IHDR is intact); notes.txt, broken.png skipped
+        const char *order[10] = {"Sneaker/img_00.png", "Sneaker/img_01.bmp", "Sneaker/img_02.ppm",
+                                 "bag/img_00.png",     "bag/img_01.bmp",     "bag/img_02.ppm",
+                                 "coat/img_00.png",    "coat/img_01.bmp",    "coat/truncated.png",
+                                 "coat/extra/img_02.ppm"};
+        const int labels[10] = {0, 0, 0, 1, 1, 1, 2, 2, 2, 2};
+        CHECK(folder.count == 10, "header check: %d images", folder.count);
+        CHECK(folder.skipped == 2, "header check: %d skipped", folder.skipped);
+        for (int i = 0; i < 10 && i < folder.count; i++) {
+            int parts = strchr(order[i], '/') == strrchr(order[i], '/') ? 2 : 3;
+            CHECK(strcmp(tail(folder.paths[i], parts), order[i]) == 0, "file %d is %s, expected %s", i,
+                  folder.paths[i], order[i]);
+            CHECK(folder.labels[i] == labels[i], "label %d is %d", i, folder.labels[i]);
+        }
+        // every usable file decodes to its size; the truncated one fails cleanly
+        const int sizes[9][2] = {{64, 48}, {48, 64}, {37, 50}, {80, 40}, {30, 30},
+                                 {64, 48}, {48, 64}, {37, 50}, {80, 40}};
+        int serial = 0, truncated_failed = 0;
+        for (int i = 0; i < folder.count; i++) {
+            qft_image_rgb8 image;
+            qft_error load_err = {{0}};
+            st = qft_imagefolder_load(&folder, i, &image, &load_err);
+            if (strstr(folder.paths[i], "truncated")) {
+                truncated_failed = st == QFT_ERR_PARSE && strstr(load_err.message, "truncated.png") != NULL;
+                continue;
+            }
+            CHECK(st == QFT_OK, "load %s: %s", folder.paths[i], load_err.message);
+            if (st == QFT_OK && serial < 9) {
+                CHECK(image.width == sizes[serial][0] && image.height == sizes[serial][1], "%s is %dx%d",
+                      folder.paths[i], image.width, image.height);
+                // the fixture's backgrounds are never black: decoded RGB is not all zero
+                CHECK(image.pixels[0] != 0 || image.pixels[2] != 0, "%s: first pixel black", folder.paths[i]);
+            }
+            serial++;
+            qft_image_free(&image);
+        }
+        CHECK(truncated_failed, "truncated.png should fail to decode with QFT_ERR_PARSE naming it");
+        qft_image_rgb8 none;
+        CHECK(qft_imagefolder_load(&folder, folder.count, &none, &err) == QFT_ERR_INVALID, "index out of range");
+        qft_imagefolder_free(&folder);
+    }
+
+    st = qft_imagefolder_open(&folder, root, QFT_IMAGEFOLDER_CHECK_DECODE, &err);
+    CHECK(st == QFT_OK, "open fixture with full decode: %s", err.message);
+    if (st == QFT_OK) {
+        CHECK(folder.count == 9 && folder.skipped == 3, "full decode: %d images, %d skipped", folder.count,
+              folder.skipped);
+        qft_imagefolder_free(&folder);
+    }
+
+    // a class folder with no usable image is an error naming that folder
+    char path[800];
+    snprintf(path, sizeof path, "%s/empty_class", root);
+    mkdir(path, 0755);
+    st = qft_imagefolder_open(&folder, root, QFT_IMAGEFOLDER_CHECK_HEADER, &err);
+    CHECK(st == QFT_ERR_INVALID && strstr(err.message, "empty_class"), "empty class: %d %s", st, err.message);
+    CHECK(folder.count == 0 && folder.paths == NULL, "failed open leaves the folder zeroed");
+    write_file(strcat(path, "/junk.jpg"), "JFIF?", 5);
+    st = qft_imagefolder_open(&folder, root, QFT_IMAGEFOLDER_CHECK_HEADER, &err);
+    CHECK(st == QFT_ERR_INVALID && strstr(err.message, "empty_class") && strstr(err.message, "1 skipped"),
+          "class of only corrupt files: %d %s", st, err.message);
+
+    // a root without class folders, and a missing root
+    snprintf(path, sizeof path, "%s/no_classes", dir);
+    mkdir(path, 0755);
+    snprintf(cmd, sizeof cmd, "%s/loose.png", path);
+    write_file(cmd, "x", 1);
+    st = qft_imagefolder_open(&folder, path, QFT_IMAGEFOLDER_CHECK_HEADER, &err);
+    CHECK(st == QFT_ERR_INVALID && strstr(err.message, "no_classes") && strstr(err.message, "no class folders"),
+          "root without classes: %d %s", st, err.message);
+    snprintf(path, sizeof path, "%s/missing", dir);
+    st = qft_imagefolder_open(&folder, path, QFT_IMAGEFOLDER_CHECK_HEADER, &err);
+    CHECK(st == QFT_ERR_IO && strstr(err.message, "missing"), "missing root: %d %s", st, err.message);
+    remove_tree(dir);
+}
+
+// ---- goldens from tests/oracle/transform_oracle.py ----
+
+typedef struct {
+    const uint8_t *p, *end;
+    int ok;
+} reader;
+
+static const void *take(reader *r, size_t n) {
+    if (!r->ok || (size_t)(r->end - r->p) < n) {
+        r->ok = 0;
+        return NULL;
+    }
+    const void *at = r->p;
+    r->p += n;
+    return at;
+}
+
+static uint32_t take_u32(reader *r) {
+    const uint8_t *b = take(r, 4);
+    return b ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24 : 0;
+}
+
+static float take_f32(reader *r) {
+    uint32_t u = take_u32(r);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static int max_pixel_diff(const uint8_t *a, const uint8_t *b, size_t n) {
+    int worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = abs((int)a[i] - (int)b[i]);
+        if (d > worst) worst = d;
+    }
+    return worst;
+}
+
+static qft_status run_case(int kind, const qft_image_transform_config *cfg, const qft_image_train_params *params,
+                           const qft_image_rgb8 *in, qft_image_rgb8 *out, qft_error *err) {
+    if (kind == 0) return qft_image_eval_pixels(cfg, in, out, err);
+    return qft_image_resized_crop(in, params, cfg->crop_size, cfg->interpolation, out, err);
+}
+
+static void test_transform_goldens(void) {
+    FILE *f = fopen("tests/golden/transform_eval.bin", "rb");
+    CHECK(f != NULL, "tests/golden/transform_eval.bin missing (run from the repository root)");
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *data = malloc((size_t)size);
+    size_t got = fread(data, 1, (size_t)size, f);
+    fclose(f);
+    reader r = {data, data + got, got == (size_t)size};
+    const char *magic = take(&r, 8);
+    CHECK(magic && memcmp(magic, "QFTTRF01", 8) == 0, "golden magic");
+    uint32_t cases = take_u32(&r);
+    int worst_jpeg_decode = 0, worst_png_decode = 0, worst_from_pil = 0, worst_jpeg_e2e = 0, worst_png_e2e = 0;
+    double worst_tensor = 0, worst_e2e_tensor = 0;
+    for (uint32_t c = 0; c < cases && r.ok; c++) {
+        int kind = (int)take_u32(&r);
+        qft_image_transform_config cfg;
+        qft_image_transform_defaults(&cfg, (int)take_u32(&r));
+        cfg.resize_size = (int)take_u32(&r);
+        cfg.interpolation = take_u32(&r) ? QFT_INTERP_BICUBIC : QFT_INTERP_BILINEAR;
+        qft_image_train_params params;
+        params.top = (int)take_u32(&r);
+        params.left = (int)take_u32(&r);
+        params.height = (int)take_u32(&r);
+        params.width = (int)take_u32(&r);
+        params.flip = (int)take_u32(&r);
+        for (int k = 0; k < 3; k++) cfg.mean[k] = take_f32(&r);
+        for (int k = 0; k < 3; k++) cfg.std[k] = take_f32(&r);
+        uint32_t encoded_size = take_u32(&r);
+        const uint8_t *encoded = take(&r, encoded_size);
+        qft_image_rgb8 pil = {0, 0, NULL};
+        pil.width = (int)take_u32(&r);
+        pil.height = (int)take_u32(&r);
+        pil.pixels = (uint8_t *)take(&r, (size_t)pil.width * pil.height * 3);
+        int crop = cfg.crop_size;
+        size_t n = (size_t)crop * crop * 3;
+        const uint8_t *expected = take(&r, n);
+        const float *tensor = NULL;
+        float *tensor_copy = NULL;
+        if (take_u32(&r)) {
+            const void *raw = take(&r, n * 4);
+            if (raw) {
+                tensor_copy = malloc(n * 4);
+                memcpy(tensor_copy, raw, n * 4);
+                tensor = tensor_copy;
+            }
+        }
+        CHECK(r.ok, "golden case %u truncated", c);
+        if (!r.ok) break;
+        int is_jpeg = encoded_size > 2 && encoded[0] == 0xFF && encoded[1] == 0xD8;
+
+        // 1. decoding: stb_image vs PIL (libjpeg) on the same bytes
+        qft_image_rgb8 stb;
+        qft_error err = {{0}};
+        qft_status st = qft_image_decode(encoded, encoded_size, "golden", &stb, &err);
+        CHECK(st == QFT_OK && stb.width == pil.width && stb.height == pil.height, "case %u decode: %s", c,
+              err.message);
+        if (st != QFT_OK) continue;
+        int decode_diff = max_pixel_diff(stb.pixels, pil.pixels, (size_t)pil.width * pil.height * 3);
+        if (getenv("QFT_TEST_VERBOSE")) fprintf(stderr, "case %u: %s decode diff %d\n", c, is_jpeg ? "JPEG" : "PNG", decode_diff);
+        if (is_jpeg && decode_diff > worst_jpeg_decode) worst_jpeg_decode = decode_diff;
+        if (!is_jpeg && decode_diff > worst_png_decode) worst_png_decode = decode_diff;
+
+        // 2. the transform itself, on PIL's decode: must equal torchvision exactly
+        qft_image_rgb8 ours;
+        st = run_case(kind, &cfg, &params, &pil, &ours, &err);
+        CHECK(st == QFT_OK, "case %u transform: %s", c, err.message);
+        if (st == QFT_OK) {
+            int d = max_pixel_diff(ours.pixels, expected, n);
+            if (d > worst_from_pil) worst_from_pil = d;
+            CHECK(d <= 1, "case %u: transform of PIL's decode differs from torchvision by %d/255", c, d);
+            if (tensor) {
+                float *x = malloc(n * sizeof(float));
+                qft_image_normalize(&cfg, &ours, x);
+                for (size_t i = 0; i < n; i++) {
+                    double e = fabs((double)x[i] - tensor[i]);
+                    if (e > worst_tensor) worst_tensor = e;
+                }
+                free(x);
+            }
+            qft_image_free(&ours);
+        }
+
+        // 3. end to end from stb's decode (what qft does)
+        st = run_case(kind, &cfg, &params, &stb, &ours, &err);
+        if (st == QFT_OK) {
+            int d = max_pixel_diff(ours.pixels, expected, n);
+            if (is_jpeg && d > worst_jpeg_e2e) worst_jpeg_e2e = d;
+            if (!is_jpeg && d > worst_png_e2e) worst_png_e2e = d;
+            CHECK(is_jpeg || d <= 1, "case %u (PNG): end to end differs by %d/255", c, d);
+            if (tensor && kind == 0) {
+                float *x = malloc(n * sizeof(float));
+                CHECK(qft_image_eval_transform(&cfg, &stb, x, &err) == QFT_OK, "eval transform: %s", err.message);
+                size_t plane = (size_t)crop * crop;
+                for (size_t i = 0; i < n; i++) {
+                    double e = fabs((double)x[i] - tensor[i]) * cfg.std[i / plane];
+                    if (e > worst_e2e_tensor) worst_e2e_tensor = e;
+                }
+                free(x);
+            }
+            qft_image_free(&ours);
+        }
+        qft_image_free(&stb);
+        free(tensor_copy);
+    }
+    CHECK(r.ok && cases == 10, "golden has %u cases", cases);
+    CHECK(worst_png_decode == 0, "PNG decode differs from PIL by %d", worst_png_decode);
+    CHECK(worst_from_pil <= 1, "transform vs torchvision: %d/255", worst_from_pil);
+    CHECK(worst_tensor < 1e-6, "normalized tensor vs torchvision: %g", worst_tensor);
+    // stb's JPEG IDCT and chroma upsampling are not libjpeg's: a few levels apart on some pixels
+    CHECK(worst_jpeg_decode <= 8, "JPEG decode stb vs libjpeg: %d/255", worst_jpeg_decode);
+    CHECK(worst_jpeg_e2e <= 3, "JPEG end to end vs torchvision: %d/255", worst_jpeg_e2e);
+    fprintf(stderr,
+            "transform goldens: decode stb vs PIL max |diff| JPEG %d/255, PNG %d/255; transform on PIL's decode "
+            "vs torchvision %d/255 (tensor %.3g); end to end JPEG %d/255, PNG %d/255 (eval tensor x std %.4f)\n",
+            worst_jpeg_decode, worst_png_decode, worst_from_pil, worst_tensor, worst_jpeg_e2e, worst_png_e2e,
+            worst_e2e_tensor);
+    free(data);
+}
+
+static void test_train_sampling(void) {
+    qft_image_transform_config cfg;
+    qft_image_transform_defaults(&cfg, 32);
+    CHECK(cfg.resize_size == 37, "round(32 / 0.875) = %d", cfg.resize_size);
+    CHECK(qft_image_eval_resize_size(224, 0.875) == 256, "224 -> 256");
+    int flips = 0, samples = 2000, same = 1, bounds_ok = 1, area_ok = 1, ratio_ok = 1;
+    double area_sum = 0;
+    for (int i = 0; i < samples; i++) {
+        qft_image_train_params a = qft_image_train_sample(&cfg, 500, 375, 42, 3, (uint64_t)i);
+        qft_image_train_params b = qft_image_train_sample(&cfg, 500, 375, 42, 3, (uint64_t)i);
+        same &= memcmp(&a, &b, sizeof a) == 0;
+        bounds_ok &= a.left >= 0 && a.top >= 0 && a.width > 0 && a.height > 0 && a.left + a.width <= 500 &&
+                     a.top + a.height <= 375;
+        double fraction = (double)a.width * a.height / (500.0 * 375.0), ratio = (double)a.width / a.height;
+        area_ok &= fraction > 0.075 && fraction <= 1.0;
+        ratio_ok &= ratio > 0.70 && ratio < 1.40;
+        area_sum += fraction;
+        flips += a.flip;
+    }
+    CHECK(same, "train sampling is a pure function of (seed, epoch, index)");
+    CHECK(bounds_ok, "train crops lie inside the image");
+    CHECK(area_ok && ratio_ok, "train crop area fraction in [0.08, 1] and ratio in [3/4, 4/3]");
+    CHECK(flips > samples * 0.45 && flips < samples * 0.55, "flip rate %d / %d", flips, samples);
+    CHECK(area_sum / samples > 0.40 && area_sum / samples < 0.56, "mean area fraction %.3f", area_sum / samples);
+    qft_image_train_params e0 = qft_image_train_sample(&cfg, 500, 375, 42, 0, 7);
+    qft_image_train_params e1 = qft_image_train_sample(&cfg, 500, 375, 42, 1, 7);
+    qft_image_train_params s1 = qft_image_train_sample(&cfg, 500, 375, 43, 0, 7);
+    CHECK(memcmp(&e0, &e1, sizeof e0) != 0 && memcmp(&e0, &s1, sizeof e0) != 0, "epoch and seed change the crop");
+    // no attempt can fit a 1000x10 strip: torchvision's fallback, a centred crop of ratio 4/3
+    qft_image_train_params strip = qft_image_train_sample(&cfg, 1000, 10, 1, 0, 0);
+    CHECK(strip.width == 13 && strip.height == 10 && strip.left == 493 && strip.top == 0,
+          "fallback crop (%d, %d, %dx%d)", strip.left, strip.top, strip.width, strip.height);
+
+    // full train transform: deterministic output of the right size on a real-sized image
+    qft_image_rgb8 image = {120, 90, malloc(120 * 90 * 3)};
+    for (int i = 0; i < 120 * 90 * 3; i++) image.pixels[i] = (uint8_t)((i * 7) % 251);
+    float *x = malloc(3 * 32 * 32 * sizeof(float)), *y = malloc(3 * 32 * 32 * sizeof(float));
+    qft_error err = {{0}};
+    CHECK(qft_image_train_transform(&cfg, &image, 5, 2, 11, x, &err) == QFT_OK, "train transform: %s", err.message);
+    CHECK(qft_image_train_transform(&cfg, &image, 5, 2, 11, y, &err) == QFT_OK, "train transform: %s", err.message);
+    CHECK(memcmp(x, y, 3 * 32 * 32 * sizeof(float)) == 0, "train transform is deterministic");
+    int finite = 1;
+    for (int i = 0; i < 3 * 32 * 32; i++) finite &= isfinite(x[i]) && x[i] > -2.2f && x[i] < 2.7f;
+    CHECK(finite, "train transform output in the normalized range");
+    // errors, not crashes
+    qft_image_rgb8 out;
+    CHECK(qft_image_crop(&image, 100, 0, 30, 10, &out, &err) == QFT_ERR_INVALID, "crop outside the image");
+    qft_image_transform_config bad = cfg;
+    bad.resize_size = 16;
+    CHECK(qft_image_eval_transform(&bad, &image, x, &err) == QFT_ERR_INVALID, "resize smaller than crop");
+    CHECK(qft_image_decode((const uint8_t *)"GIF89a", 6, "tiny.gif", &out, &err) == QFT_ERR_PARSE &&
+              strstr(err.message, "tiny.gif"),
+          "undecodable bytes: %s", err.message);
+    free(x);
+    free(y);
+    qft_image_free(&image);
+}
+
+int main(void) {
+    test_fixture_folder();
+    test_transform_goldens();
+    test_train_sampling();
+    QFT_TEST_SUMMARY();
+}
