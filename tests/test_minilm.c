@@ -1,11 +1,15 @@
 // Real pretrained weights: all-MiniLM-L6-v2 (fetched by datasets/fetch_minilm.sh) loads by its HF
-// names and its final hidden states and sentence embeddings on real sentences match PyTorch.
+// names; the real sentences tokenized by qft's WordPiece give PyTorch's ids, and the final hidden
+// states and sentence embeddings computed from them match PyTorch.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "golden_loader.h"
+#include "text/wordpiece.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -66,6 +70,40 @@ int main(void) {
     CHECK(status == QFT_OK, "import: %s", err.message);
     CHECK(missing_head == 2, "expected only classifier.{weight,bias} missing, got %d head tensors", missing_head);
 
+    // Tokenize the golden's sentences with qft's WordPiece (the checkpoint's vocab.txt), padded to the
+    // batch's longest row: ids, token types and mask must equal the oracle's (HF tokenizers).
+    char vocab_path[1100];
+    snprintf(vocab_path, sizeof vocab_path, "%s/vocab.txt", dir);
+    qft_wordpiece_options options = qft_wordpiece_default_options();
+    qft_wordpiece *tokenizer = NULL;
+    CHECK(qft_wordpiece_load(vocab_path, &options, &tokenizer, &err) == QFT_OK, "%s", err.message);
+    const char *sentences_json = qft_safetensors_metadata(&golden, "sentences");
+    cJSON *sentences = sentences_json ? cJSON_Parse(sentences_json) : NULL;
+    CHECK(cJSON_IsArray(sentences) && cJSON_GetArraySize(sentences) == B, "golden metadata 'sentences'");
+    int32_t *qft_ids = calloc(n_tokens, sizeof(int32_t)), *qft_types = calloc(n_tokens, sizeof(int32_t));
+    int32_t *qft_mask = calloc(n_tokens, sizeof(int32_t));
+    for (int b = 0; tokenizer && cJSON_IsArray(sentences) && b < B; b++) {
+        const char *text = cJSON_GetStringValue(cJSON_GetArrayItem(sentences, b));
+        qft_wordpiece_encoding enc;
+        if (!text || qft_wordpiece_encode(tokenizer, text, strlen(text), NULL, 0, (size_t)T, 1, &enc, &err) != QFT_OK) {
+            CHECK(0, "sentence %d: %s", b, text ? err.message : "not a string");
+            continue;
+        }
+        memcpy(qft_ids + (size_t)b * T, enc.input_ids, (size_t)T * sizeof(int32_t));
+        memcpy(qft_types + (size_t)b * T, enc.token_type_ids, (size_t)T * sizeof(int32_t));
+        memcpy(qft_mask + (size_t)b * T, enc.attention_mask, (size_t)T * sizeof(int32_t));
+        qft_wordpiece_encoding_free(&enc);
+    }
+    CHECK(memcmp(qft_ids, ids, n_tokens * sizeof(int32_t)) == 0 && memcmp(qft_types, types, n_tokens * sizeof(int32_t)) == 0 &&
+              memcmp(qft_mask, mask_ints, n_tokens * sizeof(int32_t)) == 0,
+          "qft's WordPiece ids differ from the oracle's on the golden sentences");
+    memcpy(ids, qft_ids, n_tokens * sizeof(int32_t));  // from here on the model runs on qft's own tokens
+    free(qft_ids);
+    free(qft_types);
+    free(qft_mask);
+    cJSON_Delete(sentences);
+    qft_wordpiece_free(tokenizer);
+
     float *mask = malloc(n_tokens * sizeof(float));
     for (size_t i = 0; i < n_tokens; i++) mask[i] = (float)mask_ints[i];
     qft_batch batch = {.batch_size = B, .seq_len = T, .input_ids = ids, .token_type_ids = types, .attention_mask = mask};
@@ -106,7 +144,7 @@ int main(void) {
         worst_cos = fmin(worst_cos, dot);
     }
     CHECK(e_emb <= HIDDEN_TOLERANCE, "sentence_embedding max abs error %.3g > %.0e", e_emb, HIDDEN_TOLERANCE);
-    printf("MiniLM: %d sentences x %d tokens; last_hidden_state max rel error %.2e; sentence embedding max abs "
+    printf("MiniLM (tokenized by qft): %d sentences x %d tokens; last_hidden_state max rel error %.2e; sentence embedding max abs "
            "error %.2e, min cosine to PyTorch %.9f\n", B, T, e_hidden, e_emb, worst_cos);
 
     free(hidden);
