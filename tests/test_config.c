@@ -594,6 +594,75 @@ static void test_hostile(void) {
     free(buffer);
 }
 
+// data.dataset glue and its keys: defaults, loading, enum errors, cross-field validation, presets.
+static void test_glue(void) {
+    qft_config cfg;
+    qft_error err = {{0}};
+    qft_config_defaults(&cfg);
+    CHECK(cfg.data.task[0] == '\0' && cfg.data.vocab[0] == '\0' && cfg.data.do_lower_case == 1, "glue defaults");
+    const char *yaml = "model: {type: bert, num_labels: 2}\n"
+                       "data: {dataset: glue, task: rte, path: /g, vocab: /v/vocab.txt, do_lower_case: false}\n";
+    CHECK(load(&cfg, yaml, &err) == QFT_OK && !strcmp(cfg.data.dataset, "glue") && !strcmp(cfg.data.task, "rte") &&
+              !strcmp(cfg.data.path, "/g") && !strcmp(cfg.data.vocab, "/v/vocab.txt") && cfg.data.do_lower_case == 0,
+          "glue load: %s", err.message);
+    CHECK(qft_config_validate(&cfg, &err) == QFT_OK, "glue rte validates: %s", err.message);
+    check_round_trip(&cfg, "glue");
+    // vocab and path are checked when the data is opened, so presets validate with them empty.
+    cfg.data.vocab[0] = '\0';
+    cfg.data.path[0] = '\0';
+    CHECK(qft_config_validate(&cfg, &err) == QFT_OK, "glue without vocab/path validates: %s", err.message);
+    expect_error("data: {task: sst-2}\n", "configs/x.yaml:1: data.task", "'sst-2' is not one of", __LINE__);
+    expect_override_error("data.task=RTE", "data.task", "'RTE'", __LINE__);
+    expect_error("data: {dataset: imagenet}\n", "data.dataset", "glue", __LINE__);
+    expect_error("data: {do_lower_case: sometimes}\n", "data.do_lower_case", "boolean", __LINE__);
+
+    static const struct { const char *task; int labels; } tasks[] = {
+        {"cola", 2}, {"sst2", 2}, {"mrpc", 2}, {"stsb", 1}, {"qqp", 2},
+        {"mnli", 3}, {"qnli", 2}, {"rte", 2},  {"wnli", 2},
+    };
+    for (size_t i = 0; i < sizeof tasks / sizeof tasks[0]; i++) {
+        char assignment[64];
+        qft_config_defaults(&cfg);
+        snprintf(assignment, sizeof assignment, "data.task=%s", tasks[i].task);
+        CHECK(qft_config_override(&cfg, "model.type=bert", &err) == QFT_OK &&
+                  qft_config_override(&cfg, "data.dataset=glue", &err) == QFT_OK &&
+                  qft_config_override(&cfg, assignment, &err) == QFT_OK,
+              "%s: %s", assignment, err.message);
+        cfg.model.num_labels = tasks[i].labels;
+        CHECK(qft_config_validate(&cfg, &err) == QFT_OK, "%s with %d labels: %s", tasks[i].task, tasks[i].labels,
+              err.message);
+        cfg.model.num_labels = tasks[i].labels + 1;
+        CHECK(qft_config_validate(&cfg, &err) != QFT_OK && contains(err.message, "model.num_labels") &&
+                  contains(err.message, tasks[i].task) && one_line(err.message),
+              "%s with wrong num_labels: %s", tasks[i].task, err.message);
+        // Each task's preset loads and validates as committed.
+        char preset[64];
+        snprintf(preset, sizeof preset, "configs/glue/%s.yaml", tasks[i].task);
+        qft_config_defaults(&cfg);
+        CHECK(qft_config_load_file(&cfg, preset, &err) == QFT_OK && qft_config_validate(&cfg, &err) == QFT_OK &&
+                  !strcmp(cfg.data.dataset, "glue") && !strcmp(cfg.data.task, tasks[i].task) &&
+                  cfg.model.num_labels == tasks[i].labels,
+              "%s: %s", preset, err.message);
+    }
+
+    qft_config_defaults(&cfg);
+    strcpy(cfg.model.type, "bert");
+    strcpy(cfg.data.dataset, "glue");
+    cfg.model.num_labels = 2;
+    CHECK(qft_config_validate(&cfg, &err) != QFT_OK && contains(err.message, "data.task") &&
+              contains(err.message, "required"),
+          "glue without a task: %s", err.message);
+    strcpy(cfg.data.task, "rte");
+    strcpy(cfg.model.type, "vit");
+    CHECK(qft_config_validate(&cfg, &err) != QFT_OK && contains(err.message, "data.dataset glue") &&
+              contains(err.message, "bert"),
+          "glue on vit: %s", err.message);
+    qft_config_defaults(&cfg);
+    strcpy(cfg.data.task, "bogus");
+    CHECK(qft_config_validate(&cfg, &err) != QFT_OK && contains(err.message, "data.task"), "task enum rechecked: %s",
+          err.message);
+}
+
 int main(void) {
     test_defaults();
     test_nested_and_dotted();
@@ -604,6 +673,7 @@ int main(void) {
     test_validate();
     test_round_trip();
     test_files();
+    test_glue();
     test_docs();
     test_hostile();
     QFT_TEST_SUMMARY();

@@ -1,4 +1,4 @@
-// Dataset opening (Fashion-MNIST from IDX, synthetic text), batch filling and epoch ordering.
+// Dataset opening (Fashion-MNIST from IDX, synthetic text, GLUE TSVs through WordPiece), batch filling and epoch ordering.
 // Everything here is deterministic in (config, seed, epoch) so runs and resumes are reproducible.
 #include "dataset.h"
 
@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "../core/rng.h"
+#include "../text/wordpiece.h"
 
 static qft_status open_fashion_mnist(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
     const char *dir = cfg->data.path[0] ? cfg->data.path : qft_idx_default_dir();
@@ -74,11 +77,102 @@ static qft_status open_synthetic_text(qft_dataset *ds, const qft_config *cfg, in
     return QFT_OK;
 }
 
+// A GLUE task: <data.path>/<TASK>/train.tsv (split 0) or the dev split (split 1; MNLI: dev_matched),
+// read by glue.c and tokenized once here as BERT does ([CLS] a [SEP] b [SEP], longest-first
+// truncation to data.max_seq_len, [PAD] to max_seq_len). data.train_limit / eval_limit are applied
+// before tokenizing, so a small slice of a big task opens fast.
+static qft_status open_glue(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
+    const qft_glue_task_info *task = qft_glue_task_find(cfg->data.task);
+    if (!task)
+        return qft_fail(err, QFT_ERR_INVALID, "data.task: required for data.dataset glue (one of cola, sst2, mrpc, "
+                        "stsb, qqp, mnli, qnli, rte, wnli)");
+    if (cfg->model.num_labels != task->num_labels)
+        return qft_fail(err, QFT_ERR_INVALID, "model.num_labels = %d, but GLUE task %s needs %d", cfg->model.num_labels,
+                        task->name, task->num_labels);
+    if (!cfg->data.path[0])
+        return qft_fail(err, QFT_ERR_INVALID, "data.path: required for data.dataset glue (the GLUE directory holding "
+                        "%s/train.tsv)", task->dir_name);
+    if (!cfg->data.vocab[0])
+        return qft_fail(err, QFT_ERR_INVALID, "data.vocab: required for data.dataset glue (the model's WordPiece "
+                        "vocab.txt)");
+    char dir[1100], path[1200];
+    snprintf(dir, sizeof dir, "%s/%s", cfg->data.path, task->dir_name);
+    struct stat info;
+    if (stat(dir, &info) != 0 || !S_ISDIR(info.st_mode))
+        return qft_fail(err, QFT_ERR_IO, "data.path: %s is not a directory (GLUE task %s expects %s/train.tsv and "
+                        "%s/%s)", dir, task->name, dir, dir, qft_glue_split_file(task, QFT_GLUE_DEV));
+    qft_glue_split glue_split = split == 0 ? QFT_GLUE_TRAIN : QFT_GLUE_DEV;
+    qft_status st = qft_glue_split_path(cfg->data.path, task->name, glue_split, path, sizeof path, err);
+    if (st != QFT_OK) return st;
+    qft_wordpiece_options options = qft_wordpiece_default_options();
+    options.do_lower_case = cfg->data.do_lower_case;
+    qft_wordpiece *tokenizer = NULL;
+    qft_glue_examples examples;
+    memset(&examples, 0, sizeof examples);
+    st = qft_wordpiece_load(cfg->data.vocab, &options, &tokenizer, err);
+    if (st != QFT_OK) return st;
+    size_t vocab = qft_wordpiece_vocab_size(tokenizer);
+    if (vocab > (size_t)cfg->model.vocab_size) {
+        st = qft_fail(err, QFT_ERR_INVALID, "data.vocab: %s has %zu tokens, more than model.vocab_size (%d)",
+                      cfg->data.vocab, vocab, cfg->model.vocab_size);
+        goto done;
+    }
+    st = qft_glue_load_split(task->name, path, glue_split, &examples, err);
+    if (st != QFT_OK) goto done;
+    long limit = split == 0 ? cfg->data.train_limit : cfg->data.eval_limit;
+    size_t count = examples.count;
+    if (limit > 0 && (size_t)limit < count) count = (size_t)limit;
+    if (count > (size_t)INT32_MAX / 2) {
+        st = qft_fail(err, QFT_ERR_INVALID, "%s: %zu examples is too many", path, count);
+        goto done;
+    }
+    int T = cfg->data.max_seq_len;
+    if (T < (task->has_text_b ? 3 : 2)) {
+        st = qft_fail(err, QFT_ERR_INVALID, "data.max_seq_len = %d is too short for GLUE task %s", T, task->name);
+        goto done;
+    }
+    size_t n = count * (size_t)T;
+    ds->ids = calloc(n, sizeof(int32_t));
+    ds->types = calloc(n, sizeof(int32_t));
+    ds->mask = calloc(n, sizeof(float));
+    ds->labels = calloc(count, sizeof(int32_t));
+    if (task->is_regression) ds->targets = calloc(count, sizeof(float));
+    if (!ds->ids || !ds->types || !ds->mask || !ds->labels || (task->is_regression && !ds->targets)) {
+        st = qft_fail(err, QFT_ERR_OOM, "out of memory tokenizing %s (%zu examples)", path, count);
+        goto done;
+    }
+    for (size_t r = 0; r < count; r++) {
+        const qft_glue_example *ex = &examples.examples[r];
+        qft_wordpiece_encoding enc;
+        const char *b = ex->text_b;
+        st = qft_wordpiece_encode(tokenizer, ex->text_a, strlen(ex->text_a), b, b ? strlen(b) : 0, (size_t)T, 1,
+                                  &enc, err);
+        if (st != QFT_OK) goto done;
+        for (size_t t = 0; t < enc.length && t < (size_t)T; t++) {
+            ds->ids[r * T + t] = enc.input_ids[t];
+            ds->types[r * T + t] = enc.token_type_ids[t];
+            ds->mask[r * T + t] = (float)enc.attention_mask[t];
+        }
+        qft_wordpiece_encoding_free(&enc);
+        if (task->is_regression) ds->targets[r] = ex->label;
+        else ds->labels[r] = (int32_t)ex->label;
+    }
+    ds->kind = QFT_DATASET_TEXT;
+    ds->count = (int)count;
+    ds->seq_len = T;
+    ds->glue_task = task;
+done:
+    qft_glue_free(&examples);
+    qft_wordpiece_free(tokenizer);
+    return st;
+}
+
 qft_status qft_dataset_open(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
     memset(ds, 0, sizeof *ds);
     qft_status st;
     if (strcmp(cfg->data.dataset, "fashion_mnist") == 0) st = open_fashion_mnist(ds, cfg, split, err);
     else if (strcmp(cfg->data.dataset, "synthetic_text") == 0) st = open_synthetic_text(ds, cfg, split, err);
+    else if (strcmp(cfg->data.dataset, "glue") == 0) st = open_glue(ds, cfg, split, err);
     else st = qft_fail(err, QFT_ERR_INVALID, "data.dataset: unknown dataset '%s'", cfg->data.dataset);
     if (st != QFT_OK) {
         qft_dataset_free(ds);
@@ -95,6 +189,7 @@ void qft_dataset_free(qft_dataset *ds) {
     free(ds->types);
     free(ds->mask);
     free(ds->labels);
+    free(ds->targets);
     memset(ds, 0, sizeof *ds);
 }
 
@@ -112,6 +207,10 @@ qft_status qft_batch_buffer_init(qft_batch_buffer *buf, const qft_dataset *ds, i
         buf->types = calloc(n, sizeof(int32_t));
         buf->mask = calloc(n, sizeof(float));
         ok = ok && buf->ids && buf->types && buf->mask;
+        if (ds->targets) {
+            buf->targets = calloc((size_t)capacity, sizeof(float));
+            ok = ok && buf->targets;
+        }
     }
     if (!ok) {
         qft_batch_buffer_free(buf);
@@ -126,6 +225,7 @@ void qft_batch_buffer_free(qft_batch_buffer *buf) {
     free(buf->types);
     free(buf->mask);
     free(buf->labels);
+    free(buf->targets);
     memset(buf, 0, sizeof *buf);
 }
 
@@ -161,8 +261,10 @@ void qft_dataset_fill(const qft_dataset *ds, const int *indices, int n, qft_batc
         memcpy(buf->types + dst, ds->types + src, (size_t)used * sizeof(int32_t));
         memcpy(buf->mask + dst, ds->mask + src, (size_t)used * sizeof(float));
         buf->labels[i] = ds->labels[indices[i]];
+        if (ds->targets) buf->targets[i] = ds->targets[indices[i]];
     }
     b->seq_len = used;
+    b->targets = ds->targets ? buf->targets : NULL;
     b->input_ids = buf->ids;
     b->token_type_ids = buf->types;
     b->attention_mask = buf->mask;

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "../data/glue.h"
+
 // ---------------------------------------------------------------------------------------------
 // The schema
 
@@ -107,10 +109,16 @@ static const config_key config_keys[] = {
     REAL("model.init_std", model.init_std, 0.02, 0, CLOSED, 1, CLOSED,
          "Standard deviation of the random weight init."),
 
-    ENUM("data.dataset", data.dataset, "fashion_mnist", "fashion_mnist|synthetic_text",
-         "`fashion_mnist` (28x28 grayscale, 10 classes; needs vit/deit) or `synthetic_text` (generated token sequences; needs bert)."),
+    ENUM("data.dataset", data.dataset, "fashion_mnist", "fashion_mnist|synthetic_text|glue",
+         "`fashion_mnist` (28x28 grayscale, 10 classes; needs vit/deit), `synthetic_text` (generated token sequences; needs bert) or `glue` (a GLUE task's TSV files tokenized with WordPiece; needs bert; evaluates on dev, MNLI on dev_matched)."),
     STRING("data.path", data.path, "",
-           "Dataset directory; empty = where Debian's dataset-fashion-mnist installs it."),
+           "Dataset directory; empty = where Debian's dataset-fashion-mnist installs it. `glue`: the GLUE root, holding `<TASK>/train.tsv` and `<TASK>/dev.tsv` (e.g. `RTE/`, `STS-B/`, `MNLI/dev_matched.tsv`); checked when the data is opened."),
+    ENUM("data.task", data.task, "", "|cola|sst2|mrpc|stsb|qqp|mnli|qnli|rte|wnli",
+         "GLUE task; required for data.dataset `glue`, which then needs model.num_labels = 1 for `stsb` (regression), 3 for `mnli`, else 2."),
+    STRING("data.vocab", data.vocab, "",
+           "WordPiece vocab.txt of the model (`glue`); required when the data is opened, so presets may leave it empty."),
+    BOOL("data.do_lower_case", data.do_lower_case, 1,
+         "Lower-case and strip accents before WordPiece (uncased models); false for cased vocabularies."),
     INTEGER("data.batch_size", data.batch_size, 128, 1, 1 << 20, "Training examples per batch."),
     INTEGER("data.eval_batch_size", data.eval_batch_size, 500, 1, 1 << 20,
             "Examples per evaluation batch."),
@@ -965,10 +973,21 @@ static qft_status config_check(const qft_config *cfg, qft_error *err) {
         return qft_fail(err, QFT_ERR_INVALID,
                         "data.max_seq_len (%d) exceeds model.max_position_embeddings (%d)", cfg->data.max_seq_len,
                         m->max_position_embeddings);
-    int text_data = strcmp(cfg->data.dataset, "synthetic_text") == 0;
+    int glue = strcmp(cfg->data.dataset, "glue") == 0;
+    int text_data = glue || strcmp(cfg->data.dataset, "synthetic_text") == 0;
     if (text_data == vision)
         return qft_fail(err, QFT_ERR_INVALID, "data.dataset %s needs model.type %s, got %s", cfg->data.dataset,
                         text_data ? "bert" : "vit or deit", m->type);
+    if (glue) {
+        const qft_glue_task_info *task = cfg->data.task[0] ? qft_glue_task_find(cfg->data.task) : NULL;
+        if (!task)
+            return qft_fail(err, QFT_ERR_INVALID,
+                            "data.task: required for data.dataset glue (one of cola, sst2, mrpc, stsb, qqp, mnli, "
+                            "qnli, rte, wnli)");
+        if (m->num_labels != task->num_labels)
+            return qft_fail(err, QFT_ERR_INVALID, "model.num_labels = %d, but GLUE task %s needs %d%s", m->num_labels,
+                            task->name, task->num_labels, task->is_regression ? " (regression)" : "");
+    }
     if (cfg->data.batch_size < 1 || cfg->data.eval_batch_size < 1)
         return qft_fail(err, QFT_ERR_INVALID, "data.batch_size and data.eval_batch_size must be >= 1");
     if (cfg->train.resume[0] == '\0')
@@ -1147,7 +1166,8 @@ void qft_config_write_docs(FILE *out) {
                 range[0] = '\0';
                 for (const char *choice = key->choices; *choice;) {
                     size_t len = strcspn(choice, "|");
-                    n += (size_t)snprintf(range + n, sizeof range - n, "%s`%.*s`", n ? ", " : "", (int)len, choice);
+                    if (len == 0) n += (size_t)snprintf(range + n, sizeof range - n, "%s`\"\"`", n ? ", " : "");
+                    else n += (size_t)snprintf(range + n, sizeof range - n, "%s`%.*s`", n ? ", " : "", (int)len, choice);
                     choice += len;
                     if (*choice == '|') choice++;
                 }

@@ -40,8 +40,11 @@ typedef struct {
 } qft_model_config;
 
 typedef struct {
-    char dataset[32];            // data.dataset: fashion_mnist | synthetic_text
-    char path[QFT_STR_MAX];      // data.path ("" = the Debian dataset-fashion-mnist location)
+    char dataset[32];            // data.dataset: fashion_mnist | synthetic_text | glue
+    char path[QFT_STR_MAX];      // data.path ("" = the Debian dataset-fashion-mnist location; glue: GLUE root)
+    char task[16];               // data.task: GLUE task (cola | sst2 | mrpc | stsb | qqp | mnli | qnli | rte | wnli)
+    char vocab[QFT_STR_MAX];     // data.vocab: WordPiece vocab.txt (glue)
+    int do_lower_case;           // data.do_lower_case (bool): uncased WordPiece (glue)
     int batch_size;              // data.batch_size
     int eval_batch_size;         // data.eval_batch_size
     int max_seq_len;             // data.max_seq_len

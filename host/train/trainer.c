@@ -17,6 +17,7 @@
 #include "../data/dataset.h"
 #include "../model/model.h"
 #include "checkpoint.h"
+#include "metrics.h"
 #include "optimizer.h"
 
 static double now_seconds(void) {
@@ -55,14 +56,28 @@ void qft_apply_threads(const qft_config *cfg) {
     if (cfg->run.threads > 0) omp_set_num_threads(cfg->run.threads);
 }
 
-// Evaluation over the whole split in eval_batch_size chunks; no dropout.
+// GLUE metrics of one evaluation (only for data.dataset glue; count 0 otherwise).
+typedef struct {
+    qft_eval_summary base;
+    qft_glue_metrics glue;
+    const char *task;  // GLUE task name, or NULL
+} eval_result;
+
+// Evaluation over the whole split in eval_batch_size chunks; no dropout. Classification accuracy
+// is the argmax's; a regression head (num_labels 1) has a loss (MSE) and no accuracy (NaN, printed
+// as null). GLUE data also gets the task's metrics from the predictions (argmax or the score).
 static void evaluate_dataset(qft_model *model, const qft_dataset *ds, qft_batch_buffer *buf, int batch_size,
-                             qft_eval_summary *out) {
+                             eval_result *out) {
     int *indices = malloc((size_t)batch_size * sizeof(int));
     float *logits = malloc((size_t)batch_size * model->num_labels * sizeof(float));
+    int glue = ds->glue_task != NULL && ds->count > 0;
+    float *predictions = glue ? malloc((size_t)ds->count * sizeof(float)) : NULL;
+    float *truths = glue ? malloc((size_t)ds->count * sizeof(float)) : NULL;
+    if (!predictions || !truths) glue = 0;  // out of memory: loss and accuracy only
     double loss_sum = 0.0;
     long correct = 0, counted = 0;
     qft_error err;
+    memset(out, 0, sizeof *out);
     for (int start = 0; start < ds->count; start += batch_size) {
         int n = ds->count - start < batch_size ? ds->count - start : batch_size;
         for (int i = 0; i < n; i++) indices[i] = start + i;
@@ -70,21 +85,87 @@ static void evaluate_dataset(qft_model *model, const qft_dataset *ds, qft_batch_
         if (qft_model_set_batch(model, &buf->batch, &err) != QFT_OK) continue;
         float loss = qft_model_forward(model, 0, 0, 0);
         loss_sum += (double)loss * n;
-        counted += n;
         qft_model_read_logits(model, logits);
-        for (int i = 0; i < n && model->num_labels > 1; i++) {
+        for (int i = 0; i < n; i++) {
             const float *row = logits + (size_t)i * model->num_labels;
-            int best = 0;
-            for (int j = 1; j < model->num_labels; j++)
-                if (row[j] > row[best]) best = j;
-            correct += best == buf->batch.labels[i];
+            float prediction, truth;
+            if (model->num_labels > 1) {
+                int best = 0;
+                for (int j = 1; j < model->num_labels; j++)
+                    if (row[j] > row[best]) best = j;
+                correct += best == buf->batch.labels[i];
+                prediction = (float)best;
+                truth = (float)buf->batch.labels[i];
+            } else {
+                prediction = row[0];
+                truth = buf->batch.targets ? buf->batch.targets[i] : 0.0f;
+            }
+            if (glue) {
+                predictions[counted + i] = prediction;
+                truths[counted + i] = truth;
+            }
+        }
+        counted += n;
+    }
+    out->base.examples = counted;
+    out->base.loss = counted ? loss_sum / counted : NAN;
+    out->base.accuracy = counted && model->num_labels > 1 ? (double)correct / counted : NAN;
+    if (glue && predictions && truths && counted > 0) {
+        out->task = ds->glue_task->name;
+        if (qft_glue_metrics_compute(ds->glue_task->name, predictions, truths, (size_t)counted, &out->glue, &err) !=
+            QFT_OK) {
+            // A diverged regression head (non-finite score): report the metrics as not measured.
+            out->glue.count = ds->glue_task->metric_count;
+            for (int k = 0; k < out->glue.count; k++) {
+                out->glue.names[k] = ds->glue_task->metric_names[k];
+                out->glue.values[k] = NAN;
+            }
+            out->glue.score = NAN;
         }
     }
-    out->examples = counted;
-    out->loss = counted ? loss_sum / counted : NAN;
-    out->accuracy = counted ? (double)correct / counted : NAN;
     free(indices);
     free(logits);
+    free(predictions);
+    free(truths);
+}
+
+// `, "key": value` with %.6f, or null for NaN/inf (not JSON numbers).
+static void json_number(FILE *f, const char *key, double value) {
+    if (isfinite(value)) fprintf(f, ", \"%s\": %.6f", key, value);
+    else fprintf(f, ", \"%s\": null", key);
+}
+
+// The metrics.jsonl line of one evaluation: eval_loss, eval_accuracy, eval_examples and, for GLUE,
+// eval_<metric> for each of the task's metrics plus eval_score (their mean, the GLUE task score).
+static void write_eval_line(FILE *f, long step, const eval_result *ev) {
+    fprintf(f, "{\"step\": %ld", step);
+    json_number(f, "eval_loss", ev->base.loss);
+    json_number(f, "eval_accuracy", ev->base.accuracy);
+    fprintf(f, ", \"eval_examples\": %ld", ev->base.examples);
+    if (ev->task) {
+        fprintf(f, ", \"eval_task\": \"%s\"", ev->task);
+        char key[64];
+        for (int k = 0; k < ev->glue.count; k++) {
+            if (!strcmp(ev->glue.names[k], "accuracy")) continue;  // already eval_accuracy
+            snprintf(key, sizeof key, "eval_%s", ev->glue.names[k]);
+            json_number(f, key, ev->glue.values[k]);
+        }
+        json_number(f, "eval_score", ev->glue.score);
+    }
+    fprintf(f, "}\n");
+}
+
+// One stderr line: "eval loss L, accuracy A" and the GLUE metrics.
+static void print_eval_line(const char *prefix, const eval_result *ev) {
+    fprintf(stderr, "%seval loss %.4f", prefix, ev->base.loss);
+    if (isfinite(ev->base.accuracy)) fprintf(stderr, ", accuracy %.4f", ev->base.accuracy);
+    if (ev->task) {
+        fprintf(stderr, " (GLUE %s:", ev->task);
+        for (int k = 0; k < ev->glue.count; k++) fprintf(stderr, " %s %.4f", ev->glue.names[k], ev->glue.values[k]);
+        if (ev->glue.count > 1) fprintf(stderr, ", score %.4f", ev->glue.score);
+        fprintf(stderr, ")");
+    }
+    fprintf(stderr, "\n");
 }
 
 static void progress_bar(long step, long total, double loss, double its, double eta) {
@@ -253,15 +334,16 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         int epoch_end = hp->eval_every == 0 && micro_done / batches_per_epoch != (micro_done - hp->grad_accum) / batches_per_epoch;
         int eval_now = (hp->eval_every > 0 && step % hp->eval_every == 0) || epoch_end || step == total_steps;
         if (eval_now) {
-            qft_eval_summary ev;
+            eval_result ev;
             evaluate_dataset(&s.model, &s.eval, &s.eval_buf, EB, &ev);
-            fprintf(s.metrics, "{\"step\": %ld, \"eval_loss\": %.6f, \"eval_accuracy\": %.6f, \"eval_examples\": %ld}\n",
-                    step, ev.loss, ev.accuracy, ev.examples);
+            write_eval_line(s.metrics, step, &ev);
             fflush(s.metrics);
             if (tty) fprintf(stderr, "\n");
-            fprintf(stderr, "step %ld: eval loss %.4f, accuracy %.4f\n", step, ev.loss, ev.accuracy);
-            out->eval_loss = ev.loss;
-            out->eval_accuracy = ev.accuracy;
+            char prefix[48];
+            snprintf(prefix, sizeof prefix, "step %ld: ", step);
+            print_eval_line(prefix, &ev);
+            out->eval_loss = ev.base.loss;
+            out->eval_accuracy = ev.base.accuracy;
         }
         if (hp->checkpoint_every > 0 && step % hp->checkpoint_every == 0 && step != total_steps)
             TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
@@ -270,10 +352,10 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     if (tty) fprintf(stderr, "\n");
     if (s.opt.step == start_step && !out->interrupted) {
         // Nothing left to train (a finished run resumed): still report where the model stands.
-        qft_eval_summary ev;
+        eval_result ev;
         evaluate_dataset(&s.model, &s.eval, &s.eval_buf, EB, &ev);
-        out->eval_loss = ev.loss;
-        out->eval_accuracy = ev.accuracy;
+        out->eval_loss = ev.base.loss;
+        out->eval_accuracy = ev.base.accuracy;
     }
     TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
                             sizeof out->checkpoint, err));
@@ -313,7 +395,10 @@ qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error 
                          err));
     TRY(qft_model_import(&model, path, NULL, NULL, err));
     TRY(qft_batch_buffer_init(&buf, &ds, EB, err));
-    evaluate_dataset(&model, &ds, &buf, EB, out);
+    eval_result ev;
+    evaluate_dataset(&model, &ds, &buf, EB, &ev);
+    *out = ev.base;
+    if (ev.task) print_eval_line("", &ev);  // the GLUE metrics (the JSON line has loss and accuracy)
 done:
     qft_batch_buffer_free(&buf);
     qft_dataset_free(&ds);

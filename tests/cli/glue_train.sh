@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# `qft train` / `qft eval` on GLUE data (data.dataset glue): a tiny BERT on RTE-format (classification)
+# and STS-B-format (regression) fixtures tokenized with the MiniLM WordPiece vocab; the task metrics
+# land in metrics.jsonl; missing vocab, wrong num_labels and a missing task directory are one-line errors.
+source "$(dirname "$0")/lib.sh" "$@"
+
+VOCAB=${QFT_MINILM_DIR:-$HOME/.cache/qft/minilm}/vocab.txt
+if [ ! -r "$VOCAB" ]; then
+    echo "SKIP - $VOCAB is missing (bash datasets/fetch_minilm.sh)"
+    echo "$PASSED passed, $FAILED failed"
+    exit 77
+fi
+cd "$WORK" || exit 1
+
+# Fixtures: real sentences (package descriptions from the dpkg status file, or a built-in list),
+# labelled by rules a model can see. RTE: sentence2 is a piece of sentence1 (entailment) or of another
+# sentence (not_entailment). STS-B: score = 5 x the word overlap of the two sentences.
+python3 -S - "$WORK/glue" <<'EOF'
+import os, re, sys
+root = sys.argv[1]
+sentences = []
+try:
+    for line in open("/var/lib/dpkg/status", encoding="utf-8", errors="replace"):
+        if line.startswith("Description: "):
+            s = re.sub(r"[\t\r\n\"]", " ", line[len("Description: "):]).strip()
+            if len(s.split()) >= 4 and s not in sentences:
+                sentences.append(s)
+        if len(sentences) >= 80:
+            break
+except OSError:
+    pass
+builtin = ["GNU C library: shared libraries", "command-line interface for the package manager",
+           "secure shell client and server", "compression library runtime", "utilities for the ext file systems",
+           "standard message catalogs for the C library", "small and fast text editor with syntax highlighting",
+           "network configuration tools including ifconfig and route", "library for terminal handling",
+           "tool for creating and extracting tar archives", "runtime support for the Python language interpreter",
+           "fonts with a wide coverage of Unicode characters"]
+i = 0
+while len(sentences) < 80:
+    sentences.append(builtin[i % len(builtin)] + " part %d" % (i // len(builtin)))
+    i += 1
+
+def rte(rows):
+    out = ["index\tsentence1\tsentence2\tlabel"]
+    for k, (a, other) in enumerate(rows):
+        words = a.split()
+        if k % 2 == 0:
+            out.append("%d\t%s\t%s\tentailment" % (k, a, " ".join(words[: max(2, len(words) // 2)])))
+        else:
+            w = other.split()
+            out.append("%d\t%s\t%s\tnot_entailment" % (k, a, " ".join(w[: max(2, len(w) // 2)])))
+    return "\n".join(out) + "\n"
+
+def stsb(rows):
+    out = ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"]
+    for k, (a, other) in enumerate(rows):
+        b = a if k % 3 == 0 else (" ".join(a.split()[:3]) + " " + other if k % 3 == 1 else other)
+        wa, wb = set(a.lower().split()), set(b.lower().split())
+        score = 5.0 * len(wa & wb) / max(1, len(wa | wb))
+        out.append("%d\tmain-captions\tdpkg\t2026\t%04d\tnone\tnone\t%s\t%s\t%.3f" % (k, k, a, b, score))
+    return "\n".join(out) + "\n"
+
+pairs = [(sentences[k], sentences[(k + 37) % len(sentences)]) for k in range(len(sentences))]
+for task, make in (("RTE", rte), ("STS-B", stsb)):
+    os.makedirs(os.path.join(root, task), exist_ok=True)
+    open(os.path.join(root, task, "train.tsv"), "w").write(make(pairs[:48]))
+    open(os.path.join(root, task, "dev.tsv"), "w").write(make(pairs[48:64]))
+EOF
+
+BERT=(run.dir="$WORK/runs" model.type=bert model.hidden_size=32 model.num_layers=1 model.num_heads=2
+      model.intermediate_size=64 model.vocab_size=30522 model.max_position_embeddings=64 data.max_seq_len=32
+      data.dataset=glue data.path="$WORK/glue" data.vocab="$VOCAB" data.batch_size=8 data.eval_batch_size=8
+      train.steps=6 train.warmup_steps=1 train.log_every=1 train.eval_every=3 train.lr=1e-3)
+
+# shellcheck disable=SC2317  # called through check
+finite() { python3 -S -c 'import math, sys; sys.exit(not math.isfinite(float(sys.argv[1])))' "$1" 2>/dev/null; }
+# shellcheck disable=SC2317
+# eval_lines_have FILE KEY...: every eval line of metrics.jsonl has each KEY as a finite number, and there are 2.
+eval_lines_have() {
+    python3 -S - "$@" <<'EOF'
+import json, math, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+evals = [l for l in lines if "eval_loss" in l]
+ok = len(evals) == 2 and all(isinstance(e.get(k), (int, float)) and math.isfinite(e[k]) for e in evals for k in sys.argv[2:])
+sys.exit(0 if ok else 1)
+EOF
+}
+# shellcheck disable=SC2317
+eval_accuracy_null() {
+    python3 -S -c 'import json, sys; e = [json.loads(l) for l in open(sys.argv[1]) if "eval_loss" in l]; sys.exit(not (e and all(x["eval_accuracy"] is None for x in e)))' "$1"
+}
+
+# RTE: classification, metric accuracy.
+qft_run train "${BERT[@]}" run.name=rte data.task=rte model.num_labels=2
+expect_ok "train a tiny BERT on RTE-format data (6 steps)"
+TRAIN_ACC=$(json_field eval_accuracy)
+check "train JSON: eval_accuracy $TRAIN_ACC is a number" finite "$TRAIN_ACC"
+check "metrics.jsonl: 2 RTE eval lines with eval_accuracy and eval_score" \
+    eval_lines_have "$WORK/runs/rte/metrics.jsonl" eval_accuracy eval_score
+check "metrics.jsonl: eval lines name the task" grep -q '"eval_task": "rte"' "$WORK/runs/rte/metrics.jsonl"
+check "stderr: eval line with the GLUE metric" grep -q "GLUE rte: accuracy" "$ERR"
+qft_run eval "${BERT[@]}" run.name=rte data.task=rte model.num_labels=2
+expect_ok "qft eval on RTE-format dev"
+check "eval JSON: examples $(json_field examples) == 16 (dev rows)" test "$(json_field examples)" = 16
+check "eval agrees with the end-of-training evaluation ($TRAIN_ACC)" test "$(json_field accuracy)" = "$TRAIN_ACC"
+check "eval stderr has the GLUE metric" grep -q "GLUE rte: accuracy" "$ERR"
+
+# STS-B: regression (num_labels 1, MSE), metrics Pearson and Spearman; no accuracy.
+qft_run train "${BERT[@]}" run.name=stsb data.task=stsb model.num_labels=1
+expect_ok "train a tiny BERT on STS-B-format data (regression)"
+check "train JSON: eval_accuracy is null for regression" test "$(json_field eval_accuracy)" = null
+check "train JSON: eval_loss (MSE) $(json_field eval_loss) is finite" finite "$(json_field eval_loss)"
+check "metrics.jsonl: 2 STS-B eval lines with eval_pearson, eval_spearmanr, eval_score" \
+    eval_lines_have "$WORK/runs/stsb/metrics.jsonl" eval_loss eval_pearson eval_spearmanr eval_score
+check "metrics.jsonl: eval_accuracy is null for regression" eval_accuracy_null "$WORK/runs/stsb/metrics.jsonl"
+qft_run eval "${BERT[@]}" run.name=stsb data.task=stsb model.num_labels=1
+expect_ok "qft eval on STS-B-format dev"
+check "eval JSON: accuracy is null, loss finite" test "$(json_field accuracy)" = null -a -n "$(json_field loss)"
+check "eval stderr has Pearson and Spearman" grep -q "GLUE stsb: pearson .* spearmanr" "$ERR"
+
+# data.eval_limit applies to GLUE dev; a cased tokenizer setting still runs.
+qft_run eval "${BERT[@]}" run.name=rte data.task=rte model.num_labels=2 data.eval_limit=5 data.do_lower_case=false
+expect_ok "qft eval with data.eval_limit=5 data.do_lower_case=false"
+check "eval JSON: examples $(json_field examples) == 5" test "$(json_field examples)" = 5
+
+# The committed preset loads, and fails on the data only when training starts.
+qft_run config --config "$REPO_DIR/configs/glue/rte.yaml"
+check "configs/glue/rte.yaml loads with qft config" test "$RC" -eq 0
+
+# Errors: one line each.
+qft_run train --config "$REPO_DIR/configs/glue/rte.yaml" "${BERT[@]}" run.name=novocab data.vocab=
+expect_error "glue preset without data.vocab" train 1 "data.vocab" "required"
+qft_run train "${BERT[@]}" run.name=labels data.task=rte model.num_labels=3
+expect_error "RTE with model.num_labels=3" train 1 "model.num_labels = 3" "rte needs 2"
+qft_run train "${BERT[@]}" run.name=nomrpc data.task=mrpc model.num_labels=2
+expect_error "a task whose directory is missing" train 1 "$WORK/glue/MRPC" "not a directory"
+qft_run eval "${BERT[@]}" run.name=rte data.task=rte model.num_labels=2 data.vocab="$WORK/missing.txt"
+expect_error "eval with a missing vocab file" eval 1 "$WORK/missing.txt"
+qft_run train "${BERT[@]}" run.name=smallvocab data.task=rte model.num_labels=2 model.vocab_size=1000
+expect_error "vocab.txt larger than model.vocab_size" train 1 "data.vocab" "model.vocab_size (1000)"
+qft_run train "${BERT[@]}" run.name=notask model.num_labels=2
+expect_error "glue without data.task" train 1 "data.task" "required"
+
+finish
