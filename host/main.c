@@ -43,6 +43,20 @@ static void print_json_number(const char *key, double value, int decimals) {
     else printf(", \"%s\": null", key);
 }
 
+// GLUE task metrics (e.g. "eval_matthews_correlation") and their mean as "<prefix>score".
+static void print_glue_metrics(const char *prefix, const qft_glue_metrics *glue) {
+    char key[80];
+    for (int k = 0; k < glue->count; k++) {
+        if (strcmp(glue->names[k], "accuracy") == 0) continue;  // printed as accuracy already
+        snprintf(key, sizeof key, "%s%s", prefix, glue->names[k]);
+        print_json_number(key, glue->values[k], 6);
+    }
+    if (glue->count > 0) {
+        snprintf(key, sizeof key, "%sscore", prefix);
+        print_json_number(key, glue->score, 6);
+    }
+}
+
 static int fail(const char *command, const qft_error *err) {
     fprintf(stderr, "qft %s: error: %s\n", command, err->message);
     printf("{\"command\": \"%s\", \"ok\": false, \"error\": ", command);
@@ -97,6 +111,7 @@ int main(int argc, char **argv) {
         printf("{\"command\": \"eval\", \"ok\": true, \"examples\": %ld", ev.examples);
         print_json_number("loss", ev.loss, 6);
         print_json_number("accuracy", ev.accuracy, 6);
+        print_glue_metrics("", &ev.glue);
         printf("}\n");
         return 0;
     }
@@ -115,6 +130,7 @@ int main(int argc, char **argv) {
     print_json_number("final_loss", summary.final_loss, 6);
     print_json_number("eval_loss", summary.eval_loss, 6);
     print_json_number("eval_accuracy", summary.eval_accuracy, 6);
+    print_glue_metrics("eval_", &summary.glue);
     print_json_number("train_seconds", summary.train_seconds, 2);
     print_json_number("ms_per_step", summary.ms_per_step, 3);
     print_json_number("peak_rss_mb", summary.peak_rss_mb, 1);

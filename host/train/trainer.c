@@ -344,6 +344,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             print_eval_line(prefix, &ev);
             out->eval_loss = ev.base.loss;
             out->eval_accuracy = ev.base.accuracy;
+            out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
         }
         if (hp->checkpoint_every > 0 && step % hp->checkpoint_every == 0 && step != total_steps)
             TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
@@ -356,6 +357,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         evaluate_dataset(&s.model, &s.eval, &s.eval_buf, EB, &ev);
         out->eval_loss = ev.base.loss;
         out->eval_accuracy = ev.base.accuracy;
+        out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
     }
     TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
                             sizeof out->checkpoint, err));
@@ -398,6 +400,7 @@ qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error 
     eval_result ev;
     evaluate_dataset(&model, &ds, &buf, EB, &ev);
     *out = ev.base;
+    out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
     if (ev.task) print_eval_line("", &ev);  // the GLUE metrics (the JSON line has loss and accuracy)
 done:
     qft_batch_buffer_free(&buf);

@@ -7,6 +7,7 @@
 
 #include "../core/status.h"
 #include "../io/config.h"
+#include "metrics.h"
 
 typedef struct {
     long steps_done;          // optimizer steps completed in total (including resumed ones)
@@ -19,11 +20,13 @@ typedef struct {
     int interrupted;          // stopped by SIGTERM/SIGINT (a checkpoint was written)
     int resumed;
     char checkpoint[2100];    // last checkpoint written
+    qft_glue_metrics glue;    // GLUE task metrics of the last evaluation (count 0 otherwise)
 } qft_train_summary;
 
 typedef struct {
     long examples;
     double loss, accuracy;
+    qft_glue_metrics glue;    // GLUE task metrics (count 0 when the data is not GLUE)
 } qft_eval_summary;
 
 // stop_flag: set asynchronously (signal handler) to request checkpoint-and-exit.

@@ -109,6 +109,8 @@ check "eval stderr has the GLUE metric" grep -q "GLUE rte: accuracy" "$ERR"
 qft_run train "${BERT[@]}" run.name=stsb data.task=stsb model.num_labels=1
 expect_ok "train a tiny BERT on STS-B-format data (regression)"
 check "train JSON: eval_accuracy is null for regression" test "$(json_field eval_accuracy)" = null
+check "train JSON: eval_pearson $(json_field eval_pearson) is a number" finite "$(json_field eval_pearson)"
+check "train JSON: eval_score $(json_field eval_score) is a number" finite "$(json_field eval_score)"
 check "train JSON: eval_loss (MSE) $(json_field eval_loss) is finite" finite "$(json_field eval_loss)"
 check "metrics.jsonl: 2 STS-B eval lines with eval_pearson, eval_spearmanr, eval_score" \
     eval_lines_have "$WORK/runs/stsb/metrics.jsonl" eval_loss eval_pearson eval_spearmanr eval_score
@@ -116,6 +118,8 @@ check "metrics.jsonl: eval_accuracy is null for regression" eval_accuracy_null "
 qft_run eval "${BERT[@]}" run.name=stsb data.task=stsb model.num_labels=1
 expect_ok "qft eval on STS-B-format dev"
 check "eval JSON: accuracy is null, loss finite" test "$(json_field accuracy)" = null -a -n "$(json_field loss)"
+check "eval JSON: spearmanr $(json_field spearmanr) is a number" finite "$(json_field spearmanr)"
+check "eval JSON: score $(json_field score) is a number" finite "$(json_field score)"
 check "eval stderr has Pearson and Spearman" grep -q "GLUE stsb: pearson .* spearmanr" "$ERR"
 
 # data.eval_limit applies to GLUE dev; a cased tokenizer setting still runs.
