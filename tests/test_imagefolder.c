@@ -1,11 +1,14 @@
 // Image folders and image transforms: ImageFolder class/file order, skipped and error cases on a
-// Fashion-MNIST fixture, and eval/train transforms against torchvision goldens (transform_oracle.py).
+// Fashion-MNIST fixture, JPEG decoding (libjpeg-turbo, bit-exact with PIL) with its corrupt and
+// truncated cases, and eval/train transforms against torchvision goldens (transform_oracle.py).
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <jpeglib.h>
 
 #include "data/image_transform.h"
 #include "data/imagefolder.h"
@@ -234,7 +237,7 @@ static void test_transform_goldens(void) {
         if (!r.ok) break;
         int is_jpeg = encoded_size > 2 && encoded[0] == 0xFF && encoded[1] == 0xD8;
 
-        // 1. decoding: stb_image vs PIL (libjpeg) on the same bytes
+        // 1. decoding: qft (libjpeg-turbo for JPEG, stb_image for PNG) vs PIL on the same bytes: exact
         qft_image_rgb8 stb;
         qft_error err = {{0}};
         qft_status st = qft_image_decode(encoded, encoded_size, "golden", &stb, &err);
@@ -243,6 +246,8 @@ static void test_transform_goldens(void) {
         if (st != QFT_OK) continue;
         int decode_diff = max_pixel_diff(stb.pixels, pil.pixels, (size_t)pil.width * pil.height * 3);
         if (getenv("QFT_TEST_VERBOSE")) fprintf(stderr, "case %u: %s decode diff %d\n", c, is_jpeg ? "JPEG" : "PNG", decode_diff);
+        CHECK(decode_diff == 0, "case %u: %s decode differs from PIL by %d/255", c, is_jpeg ? "JPEG" : "PNG",
+              decode_diff);
         if (is_jpeg && decode_diff > worst_jpeg_decode) worst_jpeg_decode = decode_diff;
         if (!is_jpeg && decode_diff > worst_png_decode) worst_png_decode = decode_diff;
 
@@ -266,13 +271,14 @@ static void test_transform_goldens(void) {
             qft_image_free(&ours);
         }
 
-        // 3. end to end from stb's decode (what qft does)
+        // 3. end to end from qft's decode (what qft does)
         st = run_case(kind, &cfg, &params, &stb, &ours, &err);
         if (st == QFT_OK) {
             int d = max_pixel_diff(ours.pixels, expected, n);
             if (is_jpeg && d > worst_jpeg_e2e) worst_jpeg_e2e = d;
             if (!is_jpeg && d > worst_png_e2e) worst_png_e2e = d;
-            CHECK(is_jpeg || d <= 1, "case %u (PNG): end to end differs by %d/255", c, d);
+            CHECK(d <= 1, "case %u (%s): end to end differs by %d/255", c, is_jpeg ? "JPEG" : "PNG", d);
+            CHECK(!is_jpeg || kind != 0 || d == 0, "case %u (JPEG eval): end to end differs by %d/255", c, d);
             if (tensor && kind == 0) {
                 float *x = malloc(n * sizeof(float));
                 CHECK(qft_image_eval_transform(&cfg, &stb, x, &err) == QFT_OK, "eval transform: %s", err.message);
@@ -292,15 +298,209 @@ static void test_transform_goldens(void) {
     CHECK(worst_png_decode == 0, "PNG decode differs from PIL by %d", worst_png_decode);
     CHECK(worst_from_pil <= 1, "transform vs torchvision: %d/255", worst_from_pil);
     CHECK(worst_tensor < 1e-6, "normalized tensor vs torchvision: %g", worst_tensor);
-    // stb's JPEG IDCT and chroma upsampling are not libjpeg's: a few levels apart on some pixels
-    CHECK(worst_jpeg_decode <= 8, "JPEG decode stb vs libjpeg: %d/255", worst_jpeg_decode);
-    CHECK(worst_jpeg_e2e <= 3, "JPEG end to end vs torchvision: %d/255", worst_jpeg_e2e);
+    // JPEG goes through libjpeg-turbo with Pillow's settings: the same pixels as PIL
+    CHECK(worst_jpeg_decode == 0, "JPEG decode vs PIL: %d/255", worst_jpeg_decode);
+    CHECK(worst_jpeg_e2e <= 1, "JPEG end to end vs torchvision: %d/255", worst_jpeg_e2e);
     fprintf(stderr,
-            "transform goldens: decode stb vs PIL max |diff| JPEG %d/255, PNG %d/255; transform on PIL's decode "
+            "transform goldens: decode qft vs PIL max |diff| JPEG %d/255, PNG %d/255; transform on PIL's decode "
             "vs torchvision %d/255 (tensor %.3g); end to end JPEG %d/255, PNG %d/255 (eval tensor x std %.4f)\n",
             worst_jpeg_decode, worst_png_decode, worst_from_pil, worst_tensor, worst_jpeg_e2e, worst_png_e2e,
             worst_e2e_tensor);
     free(data);
+}
+
+// ---- JPEG files: libjpeg-turbo decoding, by magic, with corrupt and truncated files skipped ----
+
+// The first JPEG case of the transform golden: its encoded bytes and PIL's decode (pointers into *data).
+static int golden_jpeg(uint8_t **data, const uint8_t **jpeg, uint32_t *jpeg_size, qft_image_rgb8 *pil) {
+    FILE *f = fopen("tests/golden/transform_eval.bin", "rb");
+    if (!f) return 0;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *data = malloc((size_t)size);
+    size_t got = fread(*data, 1, (size_t)size, f);
+    fclose(f);
+    reader r = {*data, *data + got, got == (size_t)size};
+    take(&r, 8);
+    uint32_t cases = take_u32(&r);
+    for (uint32_t c = 0; c < cases && r.ok; c++) {
+        take(&r, 4);
+        uint32_t crop = take_u32(&r);
+        take(&r, 4 * 7 + 4 * 6);
+        *jpeg_size = take_u32(&r);
+        *jpeg = take(&r, *jpeg_size);
+        pil->width = (int)take_u32(&r);
+        pil->height = (int)take_u32(&r);
+        pil->pixels = (uint8_t *)take(&r, (size_t)pil->width * pil->height * 3);
+        size_t n = (size_t)crop * crop * 3;
+        take(&r, n);
+        if (take_u32(&r)) take(&r, n * 4);
+        if (r.ok && *jpeg_size > 3 && (*jpeg)[0] == 0xFF && (*jpeg)[1] == 0xD8) return 1;
+    }
+    free(*data);
+    *data = NULL;
+    return 0;
+}
+
+// Encodes a small image with libjpeg itself (components 1: greyscale, 4: CMYK); returns malloc'd bytes.
+static unsigned char *encode_jpeg(int components, int width, int height, unsigned long *size) {
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    unsigned char *out = NULL;
+    *size = 0;
+    jpeg_mem_dest(&cinfo, &out, size);
+    cinfo.image_width = (JDIMENSION)width;
+    cinfo.image_height = (JDIMENSION)height;
+    cinfo.input_components = components;
+    cinfo.in_color_space = components == 1 ? JCS_GRAYSCALE : JCS_CMYK;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 80, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    unsigned char *row = malloc((size_t)width * components);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        int y = (int)cinfo.next_scanline;
+        for (int x = 0; x < width * components; x++) row[x] = (unsigned char)((x * 5 + y * 9 + (x * y) % 37) & 0xFF);
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    free(row);
+    return out;
+}
+
+// libjpeg's greyscale decode of a valid file: what Pillow's mode "L" holds before convert("RGB").
+static unsigned char *decode_grey_reference(const unsigned char *bytes, unsigned long size, int *w, int *h) {
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, bytes, size);
+    jpeg_read_header(&cinfo, TRUE);
+    cinfo.out_color_space = JCS_GRAYSCALE;
+    jpeg_start_decompress(&cinfo);
+    *w = (int)cinfo.output_width;
+    *h = (int)cinfo.output_height;
+    unsigned char *grey = malloc((size_t)*w * *h);
+    while (cinfo.output_scanline < cinfo.output_height) {
+        unsigned char *row = grey + (size_t)cinfo.output_scanline * *w;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    return grey;
+}
+
+static void test_jpeg_folder(void) {
+    uint8_t *golden = NULL;
+    const uint8_t *jpeg = NULL;
+    uint32_t n = 0;
+    qft_image_rgb8 pil = {0, 0, NULL};
+    CHECK(golden_jpeg(&golden, &jpeg, &n, &pil), "no JPEG case in tests/golden/transform_eval.bin");
+    if (!golden) return;
+    char dir[512], path[800];
+    qft_test_make_temp_dir(dir, sizeof dir, "qft_jpegfolder");
+    snprintf(path, sizeof path, "%s/a", dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/b", dir);
+    mkdir(path, 0755);
+    uint8_t *buf = malloc(n + 16);
+    memcpy(buf, jpeg, n);
+    memcpy(buf + n, "trailing junk", 13);
+    const uint8_t corrupt[12] = {0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x02, 0x13, 0x37, 0xFF, 0x00, 0x42, 0x42};
+    struct {
+        const char *name;
+        const uint8_t *bytes;
+        size_t size;
+    } files[] = {
+        {"a/img.jpg", jpeg, n},
+        {"a/jpeg_named.png", jpeg, n},       // JPEG by its magic, whatever the extension
+        {"a/trailing.jpg", buf, n + 13},     // bytes after EOI are ignored, as by PIL
+        {"a/no_eoi.jpg", jpeg, n - 2},       // PIL: "image file is truncated"
+        {"a/cut.jpg", jpeg, n * 6 / 10},     // headers intact, entropy data cut
+        {"a/header_cut.jpg", jpeg, 20},      // cut inside the headers
+        {"a/corrupt.jpg", corrupt, sizeof corrupt},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+        write_file(path, files[i].bytes, files[i].size);
+    }
+    unsigned long grey_size = 0, cmyk_size = 0;
+    unsigned char *grey = encode_jpeg(1, 45, 31, &grey_size), *cmyk = encode_jpeg(4, 20, 12, &cmyk_size);
+    snprintf(path, sizeof path, "%s/b/grey.jpg", dir);
+    write_file(path, grey, grey_size);
+    snprintf(path, sizeof path, "%s/b/cmyk.jpg", dir);
+    write_file(path, cmyk, cmyk_size);
+
+    // header probe: jpeg_read_header passes the files cut after their headers; the headerless, the
+    // corrupt and the CMYK one are skipped
+    qft_imagefolder folder;
+    qft_error err = {{0}};
+    qft_status st = qft_imagefolder_open(&folder, dir, QFT_IMAGEFOLDER_CHECK_HEADER, &err);
+    CHECK(st == QFT_OK, "open JPEG folder: %s", err.message);
+    if (st == QFT_OK) {
+        const char *order[6] = {"a/cut.jpg", "a/img.jpg", "a/jpeg_named.png", "a/no_eoi.jpg", "a/trailing.jpg",
+                                "b/grey.jpg"};
+        CHECK(folder.count == 6 && folder.skipped == 3, "JPEG header check: %d images, %d skipped", folder.count,
+              folder.skipped);
+        for (int i = 0; i < 6 && i < folder.count; i++)
+            CHECK(strcmp(tail(folder.paths[i], 2), order[i]) == 0, "JPEG file %d is %s", i, folder.paths[i]);
+        for (int i = 0; i < folder.count; i++) {
+            qft_image_rgb8 image;
+            qft_error load_err = {{0}};
+            st = qft_imagefolder_load(&folder, i, &image, &load_err);
+            const char *name = tail(folder.paths[i], 2);
+            if (strstr(name, "cut") || strstr(name, "no_eoi")) {
+                CHECK(st == QFT_ERR_PARSE && strstr(load_err.message, name) && strstr(load_err.message, "truncated"),
+                      "%s: truncated JPEG must fail: %d %s", name, st, load_err.message);
+                continue;
+            }
+            CHECK(st == QFT_OK, "load %s: %s", name, load_err.message);
+            if (st != QFT_OK) continue;
+            if (name[0] == 'a') {
+                CHECK(image.width == pil.width && image.height == pil.height &&
+                          max_pixel_diff(image.pixels, pil.pixels, (size_t)pil.width * pil.height * 3) == 0,
+                      "%s: file decode differs from PIL's", name);
+            } else {  // greyscale: libjpeg's grey plane replicated, as Pillow's L -> RGB
+                int w = 0, h = 0, same = 1;
+                unsigned char *ref = decode_grey_reference(grey, grey_size, &w, &h);
+                CHECK(image.width == w && image.height == h, "grey JPEG is %dx%d", image.width, image.height);
+                for (int p = 0; same && p < w * h && image.width == w && image.height == h; p++)
+                    same = image.pixels[3 * p] == ref[p] && image.pixels[3 * p + 1] == ref[p] &&
+                           image.pixels[3 * p + 2] == ref[p];
+                CHECK(same, "grey JPEG decodes to its grey plane replicated");
+                free(ref);
+            }
+            qft_image_free(&image);
+        }
+        qft_imagefolder_free(&folder);
+    }
+    st = qft_imagefolder_open(&folder, dir, QFT_IMAGEFOLDER_CHECK_DECODE, &err);
+    CHECK(st == QFT_OK && folder.count == 4 && folder.skipped == 5, "JPEG full decode check: %d %d images, %d skipped",
+          st, folder.count, folder.skipped);
+    if (st == QFT_OK) qft_imagefolder_free(&folder);
+
+    // in memory: the same verdicts, with the name in the message
+    qft_image_rgb8 image;
+    CHECK(qft_image_decode(jpeg, n * 6 / 10, "cut.jpg", &image, &err) == QFT_ERR_PARSE && strstr(err.message, "cut.jpg"),
+          "truncated JPEG in memory: %s", err.message);
+    CHECK(qft_image_decode(corrupt, sizeof corrupt, "bad.jpg", &image, &err) == QFT_ERR_PARSE, "corrupt JPEG in memory");
+    CHECK(qft_image_decode(cmyk, cmyk_size, "cmyk.jpg", &image, &err) == QFT_ERR_PARSE && strstr(err.message, "CMYK"),
+          "CMYK JPEG: %s", err.message);
+    // damaged entropy data: libjpeg warns (silently) and decodes, as PIL does
+    memcpy(buf, jpeg, n);
+    for (uint32_t i = n / 2; i < n / 2 + 40 && i < n - 2; i++) buf[i] ^= 0x55;
+    st = qft_image_decode(buf, n, "damaged.jpg", &image, &err);
+    CHECK(st == QFT_OK && image.width == pil.width, "damaged JPEG decodes as PIL does: %s", err.message);
+    if (st == QFT_OK) qft_image_free(&image);
+
+    free(grey);
+    free(cmyk);
+    free(buf);
+    free(golden);
+    remove_tree(dir);
 }
 
 static void test_train_sampling(void) {
@@ -364,6 +564,7 @@ static void test_train_sampling(void) {
 int main(void) {
     test_fixture_folder();
     test_transform_goldens();
+    test_jpeg_folder();
     test_train_sampling();
     QFT_TEST_SUMMARY();
 }

@@ -1,5 +1,7 @@
-// ImageNet-format folder scanning (torchvision ImageFolder's class and file order) and stb_image
-// decoding to RGB; files that are not decodable images are skipped and counted, never fatal.
+// ImageNet-format folder scanning (torchvision ImageFolder's class and file order) and decoding to
+// RGB: JPEG (by its FF D8 FF magic, whatever the extension) with libjpeg-turbo set up as Pillow
+// (jpeg_decode.c), everything else with stb_image. Files that are not decodable images are skipped
+// and counted, never fatal.
 #include "imagefolder.h"
 
 #include <dirent.h>
@@ -8,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "jpeg_decode.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -118,6 +122,14 @@ static int collect_files(const char *dir, int depth, found_list *out) {
     return ok;
 }
 
+// Reads the first bytes of f (up to 3) and rewinds it: 1 when they are the JPEG magic.
+static int file_is_jpeg(FILE *f) {
+    uint8_t magic[3];
+    size_t got = fread(magic, 1, sizeof magic, f);
+    rewind(f);
+    return qft_jpeg_is_jpeg(magic, got);
+}
+
 static int file_is_image(const char *path, qft_imagefolder_check check) {
     if (check == QFT_IMAGEFOLDER_CHECK_DECODE) {
         qft_image_rgb8 image;
@@ -125,8 +137,13 @@ static int file_is_image(const char *path, qft_imagefolder_check check) {
         qft_image_free(&image);
         return 1;
     }
-    int w, h, channels;
-    return stbi_info(path, &w, &h, &channels) && w > 0 && h > 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    int w = 0, h = 0, channels = 0, ok;
+    if (file_is_jpeg(f)) ok = qft_jpeg_read_size_file(f, path, &w, &h, NULL) == QFT_OK;
+    else ok = stbi_info_from_file(f, &w, &h, &channels);
+    fclose(f);
+    return ok && w > 0 && h > 0;
 }
 
 void qft_imagefolder_free(qft_imagefolder *folder) {
@@ -245,6 +262,11 @@ qft_status qft_image_load(const char *path, qft_image_rgb8 *image, qft_error *er
     memset(image, 0, sizeof *image);
     FILE *f = fopen(path, "rb");
     if (!f) return qft_fail(err, QFT_ERR_IO, "%s: cannot open image", path);
+    if (file_is_jpeg(f)) {
+        qft_status st = qft_jpeg_decode_file(f, path, image, err);
+        fclose(f);
+        return st;
+    }
     int width = 0, height = 0, channels = 0;
     unsigned char *pixels = stbi_load_from_file(f, &width, &height, &channels, 3);
     fclose(f);
@@ -255,6 +277,7 @@ qft_status qft_image_decode(const uint8_t *bytes, size_t size, const char *name,
                             qft_error *err) {
     memset(image, 0, sizeof *image);
     if (size == 0 || size > INT_MAX) return qft_fail(err, QFT_ERR_PARSE, "%s: image of %zu bytes", name, size);
+    if (qft_jpeg_is_jpeg(bytes, size)) return qft_jpeg_decode(bytes, size, name, image, err);
     int width = 0, height = 0, channels = 0;
     unsigned char *pixels = stbi_load_from_memory(bytes, (int)size, &width, &height, &channels, 3);
     return take_stb_pixels(pixels, width, height, name, image, err);

@@ -1,5 +1,7 @@
 // ImageNet-format image folders (<root>/<class>/<files>), as torchvision's ImageFolder: classes are
-// the sorted subfolder names, files are sorted; images are decoded with stb_image to 8-bit RGB.
+// the sorted subfolder names, files are sorted; images are decoded to 8-bit RGB: JPEG (recognised by
+// its FF D8 FF magic, not the extension) with libjpeg-turbo exactly as Pillow decodes it
+// (jpeg_decode.h), other formats (PNG, BMP, PNM, GIF, TGA...) with stb_image.
 #ifndef QFT_DATA_IMAGEFOLDER_H
 #define QFT_DATA_IMAGEFOLDER_H
 
@@ -21,7 +23,7 @@ typedef struct {
 
 // How much of each file qft_imagefolder_open reads to decide whether it is an image.
 typedef enum {
-    QFT_IMAGEFOLDER_CHECK_HEADER = 0,  // stb's header probe: fast, enough to reject non-images
+    QFT_IMAGEFOLDER_CHECK_HEADER = 0,  // header probe (libjpeg's jpeg_read_header, stbi_info): fast
     QFT_IMAGEFOLDER_CHECK_DECODE       // full decode: also rejects files corrupt after the header
 } qft_imagefolder_check;
 
@@ -34,9 +36,11 @@ qft_status qft_imagefolder_open(qft_imagefolder *folder, const char *root, qft_i
 
 void qft_imagefolder_free(qft_imagefolder *folder);
 
-// Decodes any image stb_image reads (grey, grey+alpha, RGB, RGBA, 8 or 16 bit; alpha dropped, grey
-// replicated) into 8-bit RGB. A file that cannot be decoded is QFT_ERR_PARSE naming it; callers that
-// scanned with CHECK_HEADER should skip and count such files rather than stop.
+// Decodes into 8-bit RGB: JPEG as Pillow's Image.open(...).convert("RGB") (bit-exact; greyscale
+// replicated; CMYK/YCCK JPEGs and truncated JPEGs are QFT_ERR_PARSE), and any other image stb_image
+// reads (grey, grey+alpha, RGB, RGBA, 8 or 16 bit; alpha dropped, grey replicated). A file that
+// cannot be decoded is QFT_ERR_PARSE naming it; callers that scanned with CHECK_HEADER should skip
+// and count such files rather than stop.
 qft_status qft_image_load(const char *path, qft_image_rgb8 *image, qft_error *err);
 qft_status qft_image_decode(const uint8_t *bytes, size_t size, const char *name, qft_image_rgb8 *image,
                             qft_error *err);
