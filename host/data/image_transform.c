@@ -52,17 +52,18 @@ static double filter_bicubic(double x) {
     return 0.0;
 }
 
-// Pillow's precompute_coeffs + normalize_coeffs_8bpc for a full-range box (0, in_size):
+// Pillow's precompute_coeffs + normalize_coeffs_8bpc for a full-range box (0, in_size), evaluated
+// only for the output indices first .. first + count - 1 (each one depends on its own index alone):
 // per output index, the first input index, the tap count, and ksize fixed-point weights.
-static int resample_coefficients(int in_size, int out_size, qft_image_interpolation interpolation,
-                                 int **bounds_out, int32_t **weights_out) {
+static int resample_coefficients(int in_size, int out_size, int first, int count,
+                                 qft_image_interpolation interpolation, int **bounds_out, int32_t **weights_out) {
     double support = interpolation == QFT_INTERP_BICUBIC ? 2.0 : 1.0;
     double (*filter)(double) = interpolation == QFT_INTERP_BICUBIC ? filter_bicubic : filter_bilinear;
     double scale = (double)in_size / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
     support *= filterscale;
     int ksize = (int)ceil(support) * 2 + 1;
-    int *bounds = malloc(sizeof(int) * 2 * (size_t)out_size);
-    int32_t *weights = malloc(sizeof(int32_t) * (size_t)ksize * (size_t)out_size);
+    int *bounds = malloc(sizeof(int) * 2 * (size_t)count);
+    int32_t *weights = malloc(sizeof(int32_t) * (size_t)ksize * (size_t)count);
     double *k = malloc(sizeof(double) * (size_t)ksize);
     if (!bounds || !weights || !k) {
         free(bounds);
@@ -70,7 +71,8 @@ static int resample_coefficients(int in_size, int out_size, qft_image_interpolat
         free(k);
         return 0;
     }
-    for (int xx = 0; xx < out_size; xx++) {
+    for (int i = 0; i < count; i++) {
+        int xx = first + i;
         double center = (xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
         int xmin = (int)(center - support + 0.5);
         if (xmin < 0) xmin = 0;
@@ -87,10 +89,10 @@ static int resample_coefficients(int in_size, int out_size, qft_image_interpolat
         for (; x < ksize; x++) k[x] = 0;
         for (x = 0; x < ksize; x++) {
             double w = k[x] * (1 << PIL_PRECISION_BITS);
-            weights[(size_t)xx * ksize + x] = (int32_t)(w < 0 ? -0.5 + w : 0.5 + w);
+            weights[(size_t)i * ksize + x] = (int32_t)(w < 0 ? -0.5 + w : 0.5 + w);
         }
-        bounds[2 * xx] = xmin;
-        bounds[2 * xx + 1] = xmax;
+        bounds[2 * i] = xmin;
+        bounds[2 * i + 1] = xmax;
     }
     free(k);
     *bounds_out = bounds;
@@ -98,32 +100,161 @@ static int resample_coefficients(int in_size, int out_size, qft_image_interpolat
     return ksize;
 }
 
-static uint8_t clip8(int64_t sum) {
-    int64_t v = sum >> PIL_PRECISION_BITS;  // sum < 0 clips to 0 below either way
-    return sum < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
+// Pillow accumulates in 32-bit ints (no overflow: |weights| sum to little more than 2^22, pixels
+// < 2^8) and clips (sum >> 22) to 0..255; sum < 0 gives a negative shift result either way.
+static inline uint8_t clip8(int32_t sum) {
+    int32_t v = sum >> PIL_PRECISION_BITS;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-// One pass along x (step 3 bytes) or y (step = row length): out has out_len samples per line.
-static void resample_pass(const uint8_t *in, uint8_t *out, int lines, int out_len,
-                          int along_rows, int width_in, int width_out, const int *bounds,
-                          const int32_t *weights, int ksize) {
-    for (int line = 0; line < lines; line++) {
-        for (int o = 0; o < out_len; o++) {
-            int xmin = bounds[2 * o], taps = bounds[2 * o + 1];
-            const int32_t *k = weights + (size_t)o * ksize;
-            for (int c = 0; c < 3; c++) {
-                int64_t sum = 1 << (PIL_PRECISION_BITS - 1);
-                for (int t = 0; t < taps; t++) {
-                    size_t at = along_rows ? ((size_t)line * width_in + (size_t)(xmin + t)) * 3 + c
-                                           : ((size_t)(xmin + t) * width_in + (size_t)line) * 3 + c;
-                    sum += (int64_t)in[at] * k[t];
-                }
-                size_t to = along_rows ? ((size_t)line * width_out + (size_t)o) * 3 + c
-                                       : ((size_t)o * width_out + (size_t)line) * 3 + c;
-                out[to] = clip8(sum);
-            }
+// Horizontal pass over one RGB row: out gets count pixels from the coefficient table.
+static void resample_row(const uint8_t *restrict in, uint8_t *restrict out, int count, const int *bounds,
+                         const int32_t *weights, int ksize) {
+    for (int o = 0; o < count; o++) {
+        int taps = bounds[2 * o + 1];
+        const uint8_t *p = in + (size_t)bounds[2 * o] * 3;
+        const int32_t *k = weights + (size_t)o * ksize;
+        int32_t s0 = 1 << (PIL_PRECISION_BITS - 1), s1 = s0, s2 = s0;
+        for (int t = 0; t < taps; t++) {
+            int32_t w = k[t];
+            s0 += p[3 * t] * w;
+            s1 += p[3 * t + 1] * w;
+            s2 += p[3 * t + 2] * w;
+        }
+        out[3 * o] = clip8(s0);
+        out[3 * o + 1] = clip8(s1);
+        out[3 * o + 2] = clip8(s2);
+    }
+}
+
+// The same with a compile-time tap count K (every output has K taps, see pad_taps): unrolled.
+#define QFT_RESAMPLE_ROW_K(K)                                                                          \
+    static void resample_row_##K(const uint8_t *restrict in, uint8_t *restrict out, int count,        \
+                                 const int *bounds, const int32_t *weights) {                          \
+        for (int o = 0; o < count; o++) {                                                              \
+            const uint8_t *p = in + (size_t)bounds[2 * o] * 3;                                         \
+            const int32_t *k = weights + (size_t)o * K;                                                \
+            int32_t s0 = 1 << (PIL_PRECISION_BITS - 1), s1 = s0, s2 = s0;                              \
+            for (int t = 0; t < K; t++) {                                                              \
+                int32_t w = k[t];                                                                      \
+                s0 += p[3 * t] * w;                                                                    \
+                s1 += p[3 * t + 1] * w;                                                                \
+                s2 += p[3 * t + 2] * w;                                                                \
+            }                                                                                          \
+            out[3 * o] = clip8(s0);                                                                    \
+            out[3 * o + 1] = clip8(s1);                                                                \
+            out[3 * o + 2] = clip8(s2);                                                                \
+        }                                                                                              \
+    }
+QFT_RESAMPLE_ROW_K(3)
+QFT_RESAMPLE_ROW_K(5)
+QFT_RESAMPLE_ROW_K(7)
+QFT_RESAMPLE_ROW_K(9)
+#undef QFT_RESAMPLE_ROW_K
+
+// Gives every output all ksize taps where the input is wide enough: an output whose window would
+// run past the end starts earlier, its weights shifted right behind zeros. Adding pixel * 0 terms
+// leaves the integer sums unchanged. Returns whether the table is padded.
+static int pad_taps(int in_size, int count, int *bounds, int32_t *weights, int ksize) {
+    if (in_size < ksize) return 0;
+    for (int o = 0; o < count; o++) {
+        int xmin = bounds[2 * o], taps = bounds[2 * o + 1], shift = xmin + ksize - in_size;
+        int32_t *k = weights + (size_t)o * ksize;
+        if (shift > 0) {
+            for (int t = taps - 1; t >= 0; t--) k[t + shift] = k[t];
+            for (int t = 0; t < shift; t++) k[t] = 0;
+            xmin -= shift;
+        }
+        bounds[2 * o] = xmin;
+        bounds[2 * o + 1] = ksize;
+    }
+    return 1;
+}
+
+// Horizontal pass with the unrolled variant for the table's tap count where there is one.
+static void resample_row_any(const uint8_t *in, uint8_t *out, int count, const int *bounds,
+                             const int32_t *weights, int ksize, int padded) {
+    if (padded) {
+        switch (ksize) {
+        case 3: resample_row_3(in, out, count, bounds, weights); return;
+        case 5: resample_row_5(in, out, count, bounds, weights); return;
+        case 7: resample_row_7(in, out, count, bounds, weights); return;
+        case 9: resample_row_9(in, out, count, bounds, weights); return;
+        default: break;
         }
     }
+    resample_row(in, out, count, bounds, weights, ksize);
+}
+
+// Vertical pass for one output row: rows[t] (t < taps) are contiguous lines of n bytes.
+static void resample_column(const uint8_t *in, size_t stride, uint8_t *restrict out, int n, int taps,
+                            const int32_t *k, int32_t *restrict acc) {
+#pragma omp simd
+    for (int i = 0; i < n; i++) acc[i] = 1 << (PIL_PRECISION_BITS - 1);
+    for (int t = 0; t < taps; t++) {
+        const uint8_t *restrict row = in + (size_t)t * stride;
+        int32_t w = k[t];
+#pragma omp simd
+        for (int i = 0; i < n; i++) acc[i] += row[i] * w;
+    }
+#pragma omp simd
+    for (int i = 0; i < n; i++) out[i] = clip8(acc[i]);
+}
+
+// Pillow's resize of the in_w x in_h image at src (rows stride bytes apart) to out_w x out_h, of
+// which only the window (x0, y0, cw, ch) is computed and written to dst (cw * ch pixels). Each
+// output sample depends only on its own taps, so this equals resize + crop bit for bit: the
+// horizontal pass runs for the window's columns and only the source rows the vertical pass reads.
+static int resample_window(const uint8_t *src, size_t stride, int in_w, int in_h, int out_w, int out_h,
+                           qft_image_interpolation interpolation, int x0, int y0, int cw, int ch, uint8_t *dst) {
+    int horizontal = out_w != in_w, vertical = out_h != in_h;  // Pillow skips an identity pass
+    size_t line = (size_t)cw * 3;
+    int *xb = NULL, *yb = NULL;
+    int32_t *xw = NULL, *yw = NULL, *acc = NULL;
+    uint8_t *temp = NULL;
+    int xk = 0, yk = 0, ok = 0;
+    if (horizontal && !(xk = resample_coefficients(in_w, out_w, x0, cw, interpolation, &xb, &xw))) goto done;
+    int xpad = horizontal && pad_taps(in_w, cw, xb, xw, xk);
+    if (vertical && !(yk = resample_coefficients(in_h, out_h, y0, ch, interpolation, &yb, &yw))) goto done;
+    if (!vertical) {
+        for (int y = 0; y < ch; y++) {
+            const uint8_t *row = src + (size_t)(y0 + y) * stride;
+            if (horizontal) resample_row_any(row, dst + (size_t)y * line, cw, xb, xw, xk, xpad);
+            else memcpy(dst + (size_t)y * line, row + (size_t)x0 * 3, line);
+        }
+        ok = 1;
+        goto done;
+    }
+    // Source rows the vertical pass reads: ymin is nondecreasing in the output index.
+    int row_lo = yb[0], row_hi = 0;
+    for (int y = 0; y < ch; y++)
+        if (yb[2 * y] + yb[2 * y + 1] > row_hi) row_hi = yb[2 * y] + yb[2 * y + 1];
+    const uint8_t *rows = src + (size_t)x0 * 3;  // row r of the window's columns: rows + (r - first) * rows_stride
+    size_t rows_stride = stride;
+    int first = 0;
+    if (horizontal) {
+        temp = malloc((size_t)(row_hi - row_lo) * line);
+        if (!temp) goto done;
+        for (int r = row_lo; r < row_hi; r++)
+            resample_row_any(src + (size_t)r * stride, temp + (size_t)(r - row_lo) * line, cw, xb, xw, xk, xpad);
+        rows = temp;
+        rows_stride = line;
+        first = row_lo;
+    }
+    acc = malloc(sizeof(int32_t) * line);
+    if (!acc) goto done;
+    for (int y = 0; y < ch; y++)
+        resample_column(rows + (size_t)(yb[2 * y] - first) * rows_stride, rows_stride, dst + (size_t)y * line,
+                        (int)line, yb[2 * y + 1], yw + (size_t)y * yk, acc);
+    ok = 1;
+done:
+    free(xb);
+    free(xw);
+    free(yb);
+    free(yw);
+    free(temp);
+    free(acc);
+    return ok;
 }
 
 qft_status qft_image_resize(const qft_image_rgb8 *in, int out_width, int out_height,
@@ -132,49 +263,16 @@ qft_status qft_image_resize(const qft_image_rgb8 *in, int out_width, int out_hei
     if (in->width <= 0 || in->height <= 0 || out_width <= 0 || out_height <= 0)
         return qft_fail(err, QFT_ERR_INVALID, "image resize: %dx%d -> %dx%d: sizes must be positive",
                         in->width, in->height, out_width, out_height);
-    size_t out_bytes = (size_t)out_width * out_height * 3;
-    uint8_t *result = malloc(out_bytes);
-    if (!result) return qft_fail(err, QFT_ERR_OOM, "image resize: out of memory for %dx%d", out_width, out_height);
-    const uint8_t *source = in->pixels;
-    uint8_t *temp = NULL;
-    int width = in->width;
-    int *bounds = NULL;
-    int32_t *weights = NULL;
-    // Pillow skips a pass whose size does not change; each pass rounds to 8 bits.
-    if (out_width != in->width) {
-        int ksize = resample_coefficients(in->width, out_width, interpolation, &bounds, &weights);
-        int vertical_follows = out_height != in->height;
-        if (vertical_follows) temp = malloc((size_t)out_width * in->height * 3);
-        if (!ksize || (vertical_follows && !temp)) goto oom;
-        resample_pass(source, vertical_follows ? temp : result, in->height, out_width, 1, in->width, out_width,
-                      bounds, weights, ksize);
-        free(bounds);
-        free(weights);
-        bounds = NULL;
-        weights = NULL;
-        source = temp;
-        width = out_width;
+    uint8_t *result = malloc((size_t)out_width * out_height * 3);
+    if (!result || !resample_window(in->pixels, (size_t)in->width * 3, in->width, in->height, out_width, out_height,
+                                    interpolation, 0, 0, out_width, out_height, result)) {
+        free(result);
+        return qft_fail(err, QFT_ERR_OOM, "image resize: out of memory for %dx%d", out_width, out_height);
     }
-    if (out_height != in->height) {
-        int ksize = resample_coefficients(in->height, out_height, interpolation, &bounds, &weights);
-        if (!ksize) goto oom;
-        resample_pass(source, result, width, out_height, 0, width, width, bounds, weights, ksize);
-        free(bounds);
-        free(weights);
-    } else if (out_width == in->width) {
-        memcpy(result, in->pixels, out_bytes);
-    }
-    free(temp);
     out->width = out_width;
     out->height = out_height;
     out->pixels = result;
     return QFT_OK;
-oom:
-    free(bounds);
-    free(weights);
-    free(temp);
-    free(result);
-    return qft_fail(err, QFT_ERR_OOM, "image resize: out of memory for %dx%d", out_width, out_height);
 }
 
 qft_status qft_image_crop(const qft_image_rgb8 *in, int left, int top, int width, int height,
@@ -216,12 +314,21 @@ qft_status qft_image_eval_pixels(const qft_image_transform_config *cfg, const qf
         new_h = size;
         new_w = (int)((double)size * w / h);
     }
-    qft_image_rgb8 resized;
-    qft_status st = qft_image_resize(in, new_w, new_h, cfg->interpolation, &resized, err);
-    if (st != QFT_OK) return st;
-    st = qft_image_crop(&resized, half_round_even(new_w - crop), half_round_even(new_h - crop), crop, crop, out, err);
-    qft_image_free(&resized);
-    return st;
+    // Resize then crop = resample only the crop window of the resized image.
+    int left = half_round_even(new_w - crop), top = half_round_even(new_h - crop);
+    if (left < 0 || top < 0 || left + crop > new_w || top + crop > new_h)
+        return qft_fail(err, QFT_ERR_INVALID, "image crop: rectangle (%d, %d, %dx%d) outside the %dx%d image",
+                        left, top, crop, crop, new_w, new_h);
+    uint8_t *pixels = malloc((size_t)crop * crop * 3);
+    if (!pixels || !resample_window(in->pixels, (size_t)w * 3, w, h, new_w, new_h, cfg->interpolation, left, top,
+                                    crop, crop, pixels)) {
+        free(pixels);
+        return qft_fail(err, QFT_ERR_OOM, "eval transform: out of memory for %dx%d", crop, crop);
+    }
+    out->width = crop;
+    out->height = crop;
+    out->pixels = pixels;
+    return QFT_OK;
 }
 
 void qft_image_normalize(const qft_image_transform_config *cfg, const qft_image_rgb8 *in, float *out_chw) {
@@ -302,12 +409,24 @@ qft_status qft_image_train_pixels(const qft_image_transform_config *cfg, const q
 qft_status qft_image_resized_crop(const qft_image_rgb8 *in, const qft_image_train_params *p, int size,
                                   qft_image_interpolation interpolation, qft_image_rgb8 *out, qft_error *err) {
     memset(out, 0, sizeof *out);
-    qft_image_rgb8 cropped;
-    qft_status st = qft_image_crop(in, p->left, p->top, p->width, p->height, &cropped, err);
-    if (st != QFT_OK) return st;
-    st = qft_image_resize(&cropped, size, size, interpolation, out, err);
-    qft_image_free(&cropped);
-    if (st != QFT_OK) return st;
+    if (p->width <= 0 || p->height <= 0 || p->left < 0 || p->top < 0 || p->left + p->width > in->width ||
+        p->top + p->height > in->height)
+        return qft_fail(err, QFT_ERR_INVALID, "image crop: rectangle (%d, %d, %dx%d) outside the %dx%d image",
+                        p->left, p->top, p->width, p->height, in->width, in->height);
+    if (size <= 0)
+        return qft_fail(err, QFT_ERR_INVALID, "image resize: %dx%d -> %dx%d: sizes must be positive", p->width,
+                        p->height, size, size);
+    // The crop is a view into in: Pillow resamples it as an image of its own.
+    size_t stride = (size_t)in->width * 3;
+    uint8_t *pixels = malloc((size_t)size * size * 3);
+    if (!pixels || !resample_window(in->pixels + (size_t)p->top * stride + (size_t)p->left * 3, stride, p->width,
+                                    p->height, size, size, interpolation, 0, 0, size, size, pixels)) {
+        free(pixels);
+        return qft_fail(err, QFT_ERR_OOM, "image resize: out of memory for %dx%d", size, size);
+    }
+    out->width = size;
+    out->height = size;
+    out->pixels = pixels;
     if (p->flip) {
         int n = out->width;
         for (int y = 0; y < out->height; y++) {
