@@ -43,7 +43,7 @@ QFT_LIB=$QFT_BUILD_DIR/libqftlib.a
 BLAS_LIB=$(sed -n 's/^CBLAS_LIBRARY:FILEPATH=//p' "$QFT_BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
 DRIVER=$WORK/bench_loader
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ihost benchmarks/bench_loader.c "$QFT_LIB" -fopenmp -pthread \
-    $(pkg-config --libs yaml-0.1 libcjson) -lz ${BLAS_LIB:--lopenblas} -lm -o "$DRIVER"
+    $(pkg-config --libs yaml-0.1 libcjson) -lz -ljpeg ${BLAS_LIB:--lopenblas} -lm -o "$DRIVER"
 
 # ---------------------------------------------------------------------------------------- data
 log "writing $IMAGES JPEGs"
@@ -136,7 +136,7 @@ out.append("Feeding one GPU that trains ViT-B/16 at ~%.0f images/s (a published 
 bq = json.load(open(os.path.join(work, "breakdown_qft.json")))
 bt = json.load(open(os.path.join(work, "breakdown_torch.json")))
 out.append("")
-out.append("Eval transform time per image, one thread, one pass: decode %.2f ms (stb_image) vs %.2f ms (Pillow / "
+out.append("Eval transform time per image, one thread, one pass: decode %.2f ms (qft: libjpeg-turbo) vs %.2f ms (Pillow / "
            "libjpeg-turbo); resize 256 + center crop %.2f vs %.2f ms; normalize to float %.3f vs %.3f ms (ToTensor + "
            "Normalize). Note: these JPEGs are upscaled 28x28 images, smooth and small (~14 KB); real ImageNet JPEGs "
            "(~110 KB) cost more to decode, which weighs on both sides." %
