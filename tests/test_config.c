@@ -663,6 +663,42 @@ static void test_glue(void) {
           err.message);
 }
 
+// data.dataset imagefolder and its keys: defaults, loading, enum/range errors, validation, the preset.
+static void test_imagefolder(void) {
+    qft_config cfg;
+    qft_error err = {{0}};
+    qft_config_defaults(&cfg);
+    CHECK(cfg.data.workers == 2 && !strcmp(cfg.data.interpolation, "bilinear") && cfg.data.crop_ratio == 0.875,
+          "imagefolder defaults: workers %d, interpolation %s, crop_ratio %g", cfg.data.workers,
+          cfg.data.interpolation, cfg.data.crop_ratio);
+    const char *yaml = "model: {type: deit, num_channels: 3, image_size: 224, patch_size: 16}\n"
+                       "data: {dataset: imagefolder, path: /imagenet, workers: 6, interpolation: bicubic, "
+                       "crop_ratio: 0.9}\n";
+    CHECK(load(&cfg, yaml, &err) == QFT_OK && !strcmp(cfg.data.dataset, "imagefolder") && cfg.data.workers == 6 &&
+              !strcmp(cfg.data.interpolation, "bicubic") && cfg.data.crop_ratio == 0.9,
+          "imagefolder load: %s", err.message);
+    CHECK(qft_config_validate(&cfg, &err) == QFT_OK, "imagefolder on deit validates: %s", err.message);
+    check_round_trip(&cfg, "imagefolder");
+    cfg.model.num_channels = 1;
+    CHECK(qft_config_validate(&cfg, &err) != QFT_OK && contains(err.message, "num_channels 3") &&
+              one_line(err.message),
+          "imagefolder with 1 channel: %s", err.message);
+    cfg.model.num_channels = 3;
+    strcpy(cfg.model.type, "bert");
+    CHECK(qft_config_validate(&cfg, &err) != QFT_OK && contains(err.message, "data.dataset imagefolder") &&
+              contains(err.message, "vit or deit"),
+          "imagefolder on bert: %s", err.message);
+    expect_error("data: {workers: 0}\n", "data.workers", "", __LINE__);
+    expect_error("data: {interpolation: nearest}\n", "data.interpolation", "'nearest' is not one of", __LINE__);
+    expect_error("data: {crop_ratio: 0}\n", "data.crop_ratio", "", __LINE__);
+    expect_error("data: {crop_ratio: 1.5}\n", "data.crop_ratio", "", __LINE__);
+    qft_config_defaults(&cfg);
+    CHECK(qft_config_load_file(&cfg, "configs/vit_imagefolder.yaml", &err) == QFT_OK &&
+              qft_config_validate(&cfg, &err) == QFT_OK && !strcmp(cfg.data.dataset, "imagefolder") &&
+              cfg.model.hidden_size == 768 && cfg.model.num_labels == 1000 && cfg.model.image_size == 224,
+          "configs/vit_imagefolder.yaml: %s", err.message);
+}
+
 int main(void) {
     test_defaults();
     test_nested_and_dotted();
@@ -674,6 +710,7 @@ int main(void) {
     test_round_trip();
     test_files();
     test_glue();
+    test_imagefolder();
     test_docs();
     test_hostile();
     QFT_TEST_SUMMARY();

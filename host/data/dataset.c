@@ -1,4 +1,4 @@
-// Dataset opening (Fashion-MNIST from IDX, synthetic text, GLUE TSVs through WordPiece), batch filling and epoch ordering.
+// Dataset opening (Fashion-MNIST from IDX, synthetic text, GLUE TSVs through WordPiece, image folders through the threaded loader), batch filling and epoch ordering.
 // Everything here is deterministic in (config, seed, epoch) so runs and resumes are reproducible.
 #include "dataset.h"
 
@@ -167,23 +167,121 @@ done:
     return st;
 }
 
+// An ImageNet-layout folder: <data.path>/train (split 0) or <data.path>/val (split 1), scanned with
+// the header check (files corrupt after their header are replaced and counted by the loader).
+static qft_status open_imagefolder(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
+    const qft_model_config *mc = &cfg->model;
+    if (!cfg->data.path[0])
+        return qft_fail(err, QFT_ERR_INVALID, "data.path: required for data.dataset imagefolder (the root holding "
+                        "train/ and val/)");
+    if (mc->num_channels != 3)
+        return qft_fail(err, QFT_ERR_INVALID, "data.dataset imagefolder needs model.num_channels 3, got %d",
+                        mc->num_channels);
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/%s", cfg->data.path, split == 0 ? "train" : "val");
+    struct stat info;
+    if (stat(dir, &info) != 0 || !S_ISDIR(info.st_mode))
+        return qft_fail(err, QFT_ERR_IO, "data.path: %s is not a directory (data.dataset imagefolder expects "
+                        "%s/train/<class>/... and %s/val/<class>/...)", dir, cfg->data.path, cfg->data.path);
+    qft_status st = qft_imagefolder_open(&ds->folder, dir, QFT_IMAGEFOLDER_CHECK_HEADER, err);
+    if (st != QFT_OK) return st;
+    if (ds->folder.num_classes != mc->num_labels)
+        return qft_fail(err, QFT_ERR_INVALID, "%s: %d classes, but model.num_labels = %d", dir,
+                        ds->folder.num_classes, mc->num_labels);
+    qft_loader_config *lc = &ds->loader_cfg;
+    qft_image_transform_defaults(&lc->transform, mc->image_size);
+    lc->transform.resize_size = qft_image_eval_resize_size(mc->image_size, cfg->data.crop_ratio);
+    lc->transform.interpolation =
+        strcmp(cfg->data.interpolation, "bicubic") == 0 ? QFT_INTERP_BICUBIC : QFT_INTERP_BILINEAR;
+    for (int c = 0; c < 3; c++) {
+        lc->transform.mean[c] = (float)cfg->data.normalize_mean;
+        lc->transform.std[c] = (float)cfg->data.normalize_std;
+    }
+    lc->folder = &ds->folder;
+    lc->train = split == 0;
+    lc->workers = cfg->data.workers;
+    lc->ring_depth = cfg->data.workers + 2 > 4 ? cfg->data.workers + 2 : 4;  // a batch per worker ahead, plus slack
+    lc->seed = (uint64_t)cfg->run.seed;
+    lc->rank = 0;
+    lc->world_size = 1;
+    lc->shuffle = split == 0 && cfg->data.shuffle;
+    lc->drop_last = split == 0;
+    ds->loader_epoch = -1;
+    ds->kind = QFT_DATASET_IMAGEFOLDER;
+    ds->count = ds->folder.count;
+    return QFT_OK;
+}
+
+qft_status qft_dataset_loader_fill(qft_dataset *ds, long epoch, int index, qft_batch_buffer *buf, int *count,
+                                   qft_error *err) {
+    qft_status st;
+    if (!ds->loader) {
+        ds->loader_cfg.batch_size = buf->capacity;
+        st = qft_loader_create(&ds->loader, &ds->loader_cfg, err);
+        if (st != QFT_OK) return st;
+    }
+    if (epoch != ds->loader_epoch || index < ds->loader_next) {
+        st = qft_loader_start_epoch(ds->loader, (uint64_t)epoch, err);
+        if (st != QFT_OK) return st;
+        ds->loader_epoch = epoch;
+        ds->loader_next = 0;
+    }
+    for (;;) {
+        qft_loader_batch lb;
+        int got = qft_loader_next(ds->loader, &lb, err);
+        if (got < 0) return QFT_ERR_IO;
+        if (got == 0)
+            return qft_fail(err, QFT_ERR_INVALID, "%s: batch %d of epoch %ld is past the end of the epoch",
+                            ds->folder.root, index, epoch);
+        ds->loader_next = lb.index + 1;
+        if (lb.index < index) {  // resuming mid-epoch: drop the batches before the position
+            ds->discarded++;
+            qft_loader_release(ds->loader, &lb);
+            continue;
+        }
+        size_t pixels = (size_t)3 * lb.size * lb.size;
+        memcpy(buf->images, lb.images, (size_t)lb.count * pixels * sizeof(float));
+        memcpy(buf->labels, lb.labels, (size_t)lb.count * sizeof(int32_t));
+        qft_loader_release(ds->loader, &lb);
+        qft_batch *b = &buf->batch;
+        memset(b, 0, sizeof *b);
+        b->batch_size = lb.count;
+        b->labels = buf->labels;
+        b->images = buf->images;
+        *count = lb.count;
+        return QFT_OK;
+    }
+}
+
+long qft_dataset_skipped_files(const qft_dataset *ds) {
+    return ds->kind == QFT_DATASET_IMAGEFOLDER ? ds->folder.skipped : 0;
+}
+
+long qft_dataset_corrupt_decodes(const qft_dataset *ds) {
+    return ds->loader ? (long)qft_loader_corrupt_count(ds->loader) : 0;
+}
+
 qft_status qft_dataset_open(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
     memset(ds, 0, sizeof *ds);
     qft_status st;
     if (strcmp(cfg->data.dataset, "fashion_mnist") == 0) st = open_fashion_mnist(ds, cfg, split, err);
     else if (strcmp(cfg->data.dataset, "synthetic_text") == 0) st = open_synthetic_text(ds, cfg, split, err);
     else if (strcmp(cfg->data.dataset, "glue") == 0) st = open_glue(ds, cfg, split, err);
+    else if (strcmp(cfg->data.dataset, "imagefolder") == 0) st = open_imagefolder(ds, cfg, split, err);
     else st = qft_fail(err, QFT_ERR_INVALID, "data.dataset: unknown dataset '%s'", cfg->data.dataset);
     if (st != QFT_OK) {
         qft_dataset_free(ds);
         return st;
     }
+    // imagefolder: the loader covers the whole folder, so the limits do not apply there.
     long limit = split == 0 ? cfg->data.train_limit : cfg->data.eval_limit;
-    if (limit > 0 && limit < ds->count) ds->count = (int)limit;
+    if (ds->kind != QFT_DATASET_IMAGEFOLDER && limit > 0 && limit < ds->count) ds->count = (int)limit;
     return QFT_OK;
 }
 
 void qft_dataset_free(qft_dataset *ds) {
+    qft_loader_destroy(ds->loader);
+    if (ds->kind == QFT_DATASET_IMAGEFOLDER || ds->folder.root) qft_imagefolder_free(&ds->folder);
     qft_idx_free(&ds->idx);
     free(ds->ids);
     free(ds->types);
@@ -200,6 +298,10 @@ qft_status qft_batch_buffer_init(qft_batch_buffer *buf, const qft_dataset *ds, i
     int ok = buf->labels != NULL;
     if (ds->kind == QFT_DATASET_IMAGES) {
         buf->images = calloc((size_t)capacity * ds->idx.rows * ds->idx.cols, sizeof(float));
+        ok = ok && buf->images;
+    } else if (ds->kind == QFT_DATASET_IMAGEFOLDER) {
+        int S = ds->loader_cfg.transform.crop_size;
+        buf->images = calloc((size_t)capacity * 3 * S * S, sizeof(float));
         ok = ok && buf->images;
     } else {
         size_t n = (size_t)capacity * ds->seq_len;

@@ -10,8 +10,10 @@
 #include "../model/model.h"
 #include "glue.h"
 #include "idx.h"
+#include "imagefolder.h"
+#include "loader.h"
 
-typedef enum { QFT_DATASET_IMAGES = 0, QFT_DATASET_TEXT } qft_dataset_kind;
+typedef enum { QFT_DATASET_IMAGES = 0, QFT_DATASET_TEXT, QFT_DATASET_IMAGEFOLDER } qft_dataset_kind;
 
 typedef struct {
     qft_dataset_kind kind;
@@ -25,6 +27,15 @@ typedef struct {
     float *mask;
     float *targets;  // regression targets (GLUE STS-B), else NULL
     const qft_glue_task_info *glue_task;  // data.dataset glue: the task, else NULL
+    // imagefolder: <data.path>/train or /val, decoded by a threaded loader created on the first batch
+    // (its batch size is the batch buffer's capacity). Training split: train transform, shuffled,
+    // drop_last; evaluation split: eval transform, in folder order, short last batch.
+    qft_imagefolder folder;
+    qft_loader_config loader_cfg;
+    qft_loader *loader;
+    long loader_epoch;     // epoch the loader is producing (-1: none)
+    int loader_next;       // index of the next batch it will deliver
+    long discarded;        // batches pulled and dropped to reach a resume position
 } qft_dataset;
 
 // Host staging buffers for one batch of up to `capacity` rows.
@@ -42,6 +53,17 @@ void qft_dataset_free(qft_dataset *ds);
 
 qft_status qft_batch_buffer_init(qft_batch_buffer *buf, const qft_dataset *ds, int capacity, qft_error *err);
 void qft_batch_buffer_free(qft_batch_buffer *buf);
+
+// imagefolder: fills buf->batch with batch `index` of epoch `epoch` (the loader's order, keyed by
+// (run.seed, epoch)); batches are buf->capacity examples. Requesting a batch behind the loader's
+// position restarts the epoch; one ahead of it pulls and discards the batches in between (how a
+// resume reaches its position: the loader has no start offset yet). *count gets the batch's size.
+qft_status qft_dataset_loader_fill(qft_dataset *ds, long epoch, int index, qft_batch_buffer *buf, int *count,
+                                   qft_error *err);
+
+// imagefolder: files skipped when scanning plus failed decodes so far (0 for other datasets).
+long qft_dataset_skipped_files(const qft_dataset *ds);
+long qft_dataset_corrupt_decodes(const qft_dataset *ds);
 
 // Fills buf->batch with the examples at indices[0..n-1].
 void qft_dataset_fill(const qft_dataset *ds, const int *indices, int n, qft_batch_buffer *buf);

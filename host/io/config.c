@@ -109,10 +109,10 @@ static const config_key config_keys[] = {
     REAL("model.init_std", model.init_std, 0.02, 0, CLOSED, 1, CLOSED,
          "Standard deviation of the random weight init."),
 
-    ENUM("data.dataset", data.dataset, "fashion_mnist", "fashion_mnist|synthetic_text|glue",
-         "`fashion_mnist` (28x28 grayscale, 10 classes; needs vit/deit), `synthetic_text` (generated token sequences; needs bert) or `glue` (a GLUE task's TSV files tokenized with WordPiece; needs bert; evaluates on dev, MNLI on dev_matched)."),
+    ENUM("data.dataset", data.dataset, "fashion_mnist", "fashion_mnist|synthetic_text|glue|imagefolder",
+         "`fashion_mnist` (28x28 grayscale, 10 classes; needs vit/deit), `synthetic_text` (generated token sequences; needs bert), `glue` (a GLUE task's TSV files tokenized with WordPiece; needs bert; evaluates on dev, MNLI on dev_matched) or `imagefolder` (ImageNet-layout JPEG/PNG folders `<data.path>/train/<class>/...` and `<data.path>/val/<class>/...`, decoded by a threaded loader; needs vit/deit with model.num_channels 3; the number of classes must equal model.num_labels)."),
     STRING("data.path", data.path, "",
-           "Dataset directory; empty = where Debian's dataset-fashion-mnist installs it. `glue`: the GLUE root, holding `<TASK>/train.tsv` and `<TASK>/dev.tsv` (e.g. `RTE/`, `STS-B/`, `MNLI/dev_matched.tsv`); checked when the data is opened."),
+           "Dataset directory; empty = where Debian's dataset-fashion-mnist installs it. `glue`: the GLUE root, holding `<TASK>/train.tsv` and `<TASK>/dev.tsv` (e.g. `RTE/`, `STS-B/`, `MNLI/dev_matched.tsv`); `imagefolder`: the root holding `train/` and `val/`; checked when the data is opened."),
     ENUM("data.task", data.task, "", "|cola|sst2|mrpc|stsb|qqp|mnli|qnli|rte|wnli",
          "GLUE task; required for data.dataset `glue`, which then needs model.num_labels = 1 for `stsb` (regression), 3 for `mnli`, else 2."),
     STRING("data.vocab", data.vocab, "",
@@ -125,9 +125,15 @@ static const config_key config_keys[] = {
     INTEGER("data.max_seq_len", data.max_seq_len, 128, 1, 8192,
             "Tokens per text example, at most model.max_position_embeddings."),
     REAL("data.normalize_mean", data.normalize_mean, 0.2860, -INFINITY, CLOSED, INFINITY, CLOSED,
-         "Pixel mean subtracted after scaling pixels to [0, 1]."),
+         "Pixel mean subtracted after scaling pixels to [0, 1] (the same for all channels; `imagefolder` with Hugging Face ViT checkpoints: 0.5; per-channel ImageNet means are not supported yet)."),
     REAL("data.normalize_std", data.normalize_std, 0.3530, 0, OPEN, INFINITY, CLOSED,
-         "Pixel standard deviation divided out after subtracting the mean."),
+         "Pixel standard deviation divided out after subtracting the mean (all channels; HF ViT: 0.5)."),
+    INTEGER("data.workers", data.workers, 2, 1, 256,
+            "Image decoding threads of the `imagefolder` loader (results do not depend on it)."),
+    ENUM("data.interpolation", data.interpolation, "bilinear", "bilinear|bicubic",
+         "Resampling filter of the `imagefolder` resize and random resized crop (Pillow's)."),
+    REAL("data.crop_ratio", data.crop_ratio, 0.875, 0, OPEN, 1, CLOSED,
+         "`imagefolder` evaluation: resize the shorter side to round(model.image_size / crop_ratio), then center-crop model.image_size."),
     BOOL("data.shuffle", data.shuffle, 1, "Reshuffle the training set every epoch (seeded by run.seed)."),
     INTEGER("data.train_limit", data.train_limit, 0, 0, LONG_MAX,
             "Use only the first N training examples; 0 = all."),
@@ -978,6 +984,9 @@ static qft_status config_check(const qft_config *cfg, qft_error *err) {
     if (text_data == vision)
         return qft_fail(err, QFT_ERR_INVALID, "data.dataset %s needs model.type %s, got %s", cfg->data.dataset,
                         text_data ? "bert" : "vit or deit", m->type);
+    if (strcmp(cfg->data.dataset, "imagefolder") == 0 && m->num_channels != 3)
+        return qft_fail(err, QFT_ERR_INVALID, "data.dataset imagefolder needs model.num_channels 3, got %d",
+                        m->num_channels);
     if (glue) {
         const qft_glue_task_info *task = cfg->data.task[0] ? qft_glue_task_find(cfg->data.task) : NULL;
         if (!task)

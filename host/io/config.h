@@ -40,7 +40,7 @@ typedef struct {
 } qft_model_config;
 
 typedef struct {
-    char dataset[32];            // data.dataset: fashion_mnist | synthetic_text | glue
+    char dataset[32];            // data.dataset: fashion_mnist | synthetic_text | glue | imagefolder
     char path[QFT_STR_MAX];      // data.path ("" = the Debian dataset-fashion-mnist location; glue: GLUE root)
     char task[16];               // data.task: GLUE task (cola | sst2 | mrpc | stsb | qqp | mnli | qnli | rte | wnli)
     char vocab[QFT_STR_MAX];     // data.vocab: WordPiece vocab.txt (glue)
@@ -50,6 +50,9 @@ typedef struct {
     int max_seq_len;             // data.max_seq_len
     double normalize_mean;       // data.normalize_mean
     double normalize_std;        // data.normalize_std
+    int workers;                 // data.workers: imagefolder decoding threads
+    char interpolation[16];      // data.interpolation: bilinear | bicubic
+    double crop_ratio;           // data.crop_ratio: imagefolder eval resize = round(image_size / ratio)
     int shuffle;                 // data.shuffle (bool)
     long train_limit;            // data.train_limit (0 = all examples)
     long eval_limit;             // data.eval_limit (0 = all examples)

@@ -61,12 +61,16 @@ typedef struct {
     qft_eval_summary base;
     qft_glue_metrics glue;
     const char *task;  // GLUE task name, or NULL
+    int imagefolder;   // data.dataset imagefolder: skipped / corrupt are reported
+    long skipped;      // files of the eval folder skipped at scan time
+    long corrupt;      // failed decodes during this evaluation
 } eval_result;
 
 // Evaluation over the whole split in eval_batch_size chunks; no dropout. Classification accuracy
 // is the argmax's; a regression head (num_labels 1) has a loss (MSE) and no accuracy (NaN, printed
 // as null). GLUE data also gets the task's metrics from the predictions (argmax or the score).
-static void evaluate_dataset(qft_model *model, const qft_dataset *ds, qft_batch_buffer *buf, int batch_size,
+// imagefolder data comes from the loader (epoch 0, folder order, eval transform).
+static void evaluate_dataset(qft_model *model, qft_dataset *ds, qft_batch_buffer *buf, int batch_size,
                              eval_result *out) {
     int *indices = malloc((size_t)batch_size * sizeof(int));
     float *logits = malloc((size_t)batch_size * model->num_labels * sizeof(float));
@@ -76,12 +80,21 @@ static void evaluate_dataset(qft_model *model, const qft_dataset *ds, qft_batch_
     if (!predictions || !truths) glue = 0;  // out of memory: loss and accuracy only
     double loss_sum = 0.0;
     long correct = 0, counted = 0;
-    qft_error err;
+    qft_error err = {{0}};
     memset(out, 0, sizeof *out);
+    long corrupt_before = qft_dataset_corrupt_decodes(ds);
     for (int start = 0; start < ds->count; start += batch_size) {
         int n = ds->count - start < batch_size ? ds->count - start : batch_size;
-        for (int i = 0; i < n; i++) indices[i] = start + i;
-        qft_dataset_fill(ds, indices, n, buf);
+        if (ds->kind == QFT_DATASET_IMAGEFOLDER) {
+            int got = 0;
+            if (qft_dataset_loader_fill(ds, 0, start / batch_size, buf, &got, &err) != QFT_OK || got != n) {
+                fprintf(stderr, "evaluation stopped after %ld examples: %s\n", counted, err.message);
+                break;
+            }
+        } else {
+            for (int i = 0; i < n; i++) indices[i] = start + i;
+            qft_dataset_fill(ds, indices, n, buf);
+        }
         if (qft_model_set_batch(model, &buf->batch, &err) != QFT_OK) continue;
         float loss = qft_model_forward(model, 0, 0, 0);
         loss_sum += (double)loss * n;
@@ -108,6 +121,9 @@ static void evaluate_dataset(qft_model *model, const qft_dataset *ds, qft_batch_
         counted += n;
     }
     out->base.examples = counted;
+    out->skipped = qft_dataset_skipped_files(ds);
+    out->corrupt = qft_dataset_corrupt_decodes(ds) - corrupt_before;
+    out->imagefolder = ds->kind == QFT_DATASET_IMAGEFOLDER;
     out->base.loss = counted ? loss_sum / counted : NAN;
     out->base.accuracy = counted && model->num_labels > 1 ? (double)correct / counted : NAN;
     if (glue && predictions && truths && counted > 0) {
@@ -142,6 +158,7 @@ static void write_eval_line(FILE *f, long step, const eval_result *ev) {
     json_number(f, "eval_loss", ev->base.loss);
     json_number(f, "eval_accuracy", ev->base.accuracy);
     fprintf(f, ", \"eval_examples\": %ld", ev->base.examples);
+    if (ev->imagefolder) fprintf(f, ", \"eval_skipped_files\": %ld, \"eval_corrupt_decodes\": %ld", ev->skipped, ev->corrupt);
     if (ev->task) {
         fprintf(f, ", \"eval_task\": \"%s\"", ev->task);
         char key[64];
@@ -296,11 +313,17 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             // The global micro-batch index fixes epoch and position: resuming needs only the step.
             long k = s.opt.step * hp->grad_accum + micro;
             long epoch = k / batches_per_epoch, slot = k % batches_per_epoch;
-            if (epoch != loaded_epoch) {
-                qft_epoch_order(s.order, s.train.count, seed, (uint64_t)epoch, cfg->data.shuffle);
-                loaded_epoch = epoch;
+            if (s.train.kind == QFT_DATASET_IMAGEFOLDER) {
+                // The loader's order is keyed by (seed, epoch) too; a resume pulls and discards up to slot.
+                int got = 0;
+                TRY(qft_dataset_loader_fill(&s.train, epoch, (int)slot, &s.train_buf, &got, err));
+            } else {
+                if (epoch != loaded_epoch) {
+                    qft_epoch_order(s.order, s.train.count, seed, (uint64_t)epoch, cfg->data.shuffle);
+                    loaded_epoch = epoch;
+                }
+                qft_dataset_fill(&s.train, s.order + slot * B, B, &s.train_buf);
             }
-            qft_dataset_fill(&s.train, s.order + slot * B, B, &s.train_buf);
             TRY(qft_model_set_batch(&s.model, &s.train_buf.batch, err));
             uint64_t rng_step = (uint64_t)k;
             float loss = qft_model_forward(&s.model, 1, seed, rng_step);
@@ -363,6 +386,14 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
                             sizeof out->checkpoint, err));
     snprintf(path, sizeof path, "%s/model.safetensors", run_dir);
     TRY(qft_model_export(&s.model, path, 0, err));
+    if (s.train.kind == QFT_DATASET_IMAGEFOLDER) {
+        fprintf(stderr, "imagefolder: train %ld file(s) skipped, %ld failed decode(s); val %ld skipped, %ld failed "
+                "decode(s)", qft_dataset_skipped_files(&s.train), qft_dataset_corrupt_decodes(&s.train),
+                qft_dataset_skipped_files(&s.eval), qft_dataset_corrupt_decodes(&s.eval));
+        if (s.train.discarded) fprintf(stderr, "; %ld batch(es) decoded and discarded to reach the resume position",
+                                       s.train.discarded);
+        fprintf(stderr, "\n");
+    }
     out->steps_done = s.opt.step;
     out->steps_this_run = s.opt.step - start_step;
     out->train_seconds = now_seconds() - t_start;
@@ -402,6 +433,8 @@ qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error 
     *out = ev.base;
     out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
     if (ev.task) print_eval_line("", &ev);  // the GLUE metrics (the JSON line has loss and accuracy)
+    if (ev.imagefolder)
+        fprintf(stderr, "imagefolder: val %ld file(s) skipped, %ld failed decode(s)\n", ev.skipped, ev.corrupt);
 done:
     qft_batch_buffer_free(&buf);
     qft_dataset_free(&ds);
