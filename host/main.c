@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/config.h"
+#include "model/hf_config.h"
 #include "train/trainer.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -65,6 +66,24 @@ static int fail(const char *command, const qft_error *err) {
     return 1;
 }
 
+// Applies --config FILE and key=value overrides, in command-line order, over *cfg.
+static qft_status load_config(int argc, char **argv, qft_config *cfg, qft_error *err) {
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) return qft_fail(err, QFT_ERR_INVALID, "--config needs a file name");
+            qft_status st = qft_config_load_file(cfg, argv[++i], err);
+            if (st != QFT_OK) return st;
+        } else if (strchr(argv[i], '=')) {
+            qft_status st = qft_config_override(cfg, argv[i], err);
+            if (st != QFT_OK) return st;
+        } else {
+            return qft_fail(err, QFT_ERR_INVALID,
+                            "unexpected argument '%s' (expected --config FILE or key.path=value)", argv[i]);
+        }
+    }
+    return QFT_OK;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(argc < 2 ? stderr : stdout);
@@ -85,20 +104,20 @@ int main(int argc, char **argv) {
     qft_config cfg;
     qft_error err = {{0}};
     qft_config_defaults(&cfg);
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) {
-                qft_fail(&err, QFT_ERR_INVALID, "--config needs a file name");
-                return fail(command, &err);
-            }
-            if (qft_config_load_file(&cfg, argv[++i], &err) != QFT_OK) return fail(command, &err);
-        } else if (strchr(argv[i], '=')) {
-            if (qft_config_override(&cfg, argv[i], &err) != QFT_OK) return fail(command, &err);
-        } else {
-            qft_fail(&err, QFT_ERR_INVALID, "unexpected argument '%s' (expected --config FILE or key.path=value)",
-                     argv[i]);
-            return fail(command, &err);
-        }
+    if (load_config(argc, argv, &cfg, &err) != QFT_OK) return fail(command, &err);
+    if (cfg.model.hf_config[0]) {
+        // model.hf_config sets the architecture under the explicit keys: start again from the
+        // defaults with config.json applied, then replay the file and the overrides on top.
+        qft_config base;
+        qft_config_defaults(&base);
+        char hf_path[QFT_STR_MAX];
+        snprintf(hf_path, sizeof hf_path, "%s", cfg.model.hf_config);
+        qft_model_config hf;
+        if (qft_hf_config_load(hf_path, &hf, &err) != QFT_OK) return fail(command, &err);
+        base.model = hf;
+        snprintf(base.model.hf_config, sizeof base.model.hf_config, "%s", hf_path);
+        cfg = base;
+        if (load_config(argc, argv, &cfg, &err) != QFT_OK) return fail(command, &err);
     }
     if (qft_config_validate(&cfg, &err) != QFT_OK) return fail(command, &err);
 

@@ -106,6 +106,10 @@ static const config_key config_keys[] = {
          "Apply the dense+tanh pooler to the first token before the classifier."),
     STRING("model.init_from", model.init_from, "",
            "safetensors file (Hugging Face names) to initialize from; empty = random init."),
+    STRING("model.hf_config", model.hf_config, "",
+           "Hugging Face config.json: the architecture keys (type, sizes, heads, act, eps, vocab, "
+           "positions, image/patch/channels, labels, dropout) start from it; model keys written in "
+           "the YAML or as overrides still win. Empty = none."),
     REAL("model.init_std", model.init_std, 0.02, 0, CLOSED, 1, CLOSED,
          "Standard deviation of the random weight init."),
 

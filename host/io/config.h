@@ -36,6 +36,7 @@ typedef struct {
     int type_vocab_size;         // model.type_vocab_size
     int pooler;                  // model.pooler (bool)
     char init_from[QFT_STR_MAX]; // model.init_from: safetensors to import ("" = random init)
+    char hf_config[QFT_STR_MAX]; // model.hf_config: Hugging Face config.json giving the architecture
     double init_std;             // model.init_std
 } qft_model_config;
 
