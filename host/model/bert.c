@@ -72,12 +72,7 @@ void qft_bert_embed_backward(qft_model *m, uint64_t seed, uint64_t step) {
     const qft_backend *be = m->be;
     int N = m->cur_B * m->cur_T, D = m->D;
     size_t n = (size_t)N * D;
-    const float *d_x0 = m->gs.d_stream;
-    if (m->dropout > 0.0f) {
-        be->zero(m->gs.d_emb, n * sizeof(float));
-        be->dropout_backward(m->gs.d_emb, m->gs.d_stream, n, m->dropout, seed, qft_dropout_stream(step, QFT_SITE_EMBED));
-        d_x0 = m->gs.d_emb;
-    }
+    const float *d_x0 = qft_embed_dropout_backward(m, n, seed, step);
     // The LN input gradient goes to a free [N, D] buffer, then scatters into the three tables.
     float *d_sum = m->gs.layer.d_tmp;
     be->zero(d_sum, n * sizeof(float));

@@ -350,6 +350,13 @@ void qft_model_backward(qft_model *m, float loss_scale, uint64_t seed, uint64_t 
     else qft_vit_embed_backward(m, seed, step);
 }
 
+const float *qft_embed_dropout_backward(qft_model *m, size_t n, uint64_t seed, uint64_t step) {
+    if (m->dropout <= 0.0f) return m->gs.d_stream;
+    m->be->zero(m->gs.d_emb, n * sizeof(float));
+    m->be->dropout_backward(m->gs.d_emb, m->gs.d_stream, n, m->dropout, seed, qft_dropout_stream(step, QFT_SITE_EMBED));
+    return m->gs.d_emb;
+}
+
 void qft_model_zero_grads(qft_model *m) {
     m->be->zero(m->grads, m->table.total_floats * sizeof(float));
 }

@@ -31,6 +31,10 @@ void qft_bert_embed_forward(qft_model *m, int training, uint64_t seed, uint64_t 
 void qft_vit_embed_backward(qft_model *m, uint64_t seed, uint64_t step);
 void qft_bert_embed_backward(qft_model *m, uint64_t seed, uint64_t step);
 
+// dL/d(embedding output before dropout) from m->gs.d_stream: d_stream itself without dropout, else
+// the masked copy in m->gs.d_emb. n = rows * D of the current batch.
+const float *qft_embed_dropout_backward(qft_model *m, size_t n, uint64_t seed, uint64_t step);
+
 // Heads: from the encoder output to m->acts.logits.
 void qft_vit_head_forward(qft_model *m, const float *encoder_out);
 void qft_bert_head_forward(qft_model *m, const float *encoder_out, int training, uint64_t seed, uint64_t step);

@@ -81,12 +81,7 @@ void qft_vit_embed_backward(qft_model *m, uint64_t seed, uint64_t step) {
     const qft_backend *be = m->be;
     int B = m->cur_B, NP = m->num_patches, CPP = m->channels * m->patch_size * m->patch_size;
     size_t n = (size_t)B * m->cur_T * m->D;
-    const float *d_x0 = m->gs.d_stream;
-    if (m->dropout > 0.0f) {
-        be->zero(m->gs.d_emb, n * sizeof(float));
-        be->dropout_backward(m->gs.d_emb, m->gs.d_stream, n, m->dropout, seed, qft_dropout_stream(step, QFT_SITE_EMBED));
-        d_x0 = m->gs.d_emb;
-    }
+    const float *d_x0 = qft_embed_dropout_backward(m, n, seed, step);
     be->zero(m->gs.d_patch_emb, (size_t)B * NP * m->D * sizeof(float));
     be->vit_tokens_backward(m->gs.d_patch_emb, m->g.cls, m->g.dist, m->g.pos, d_x0, B, NP, m->D);
     // No gradient to the pixels: the input gradient pointer is NULL.

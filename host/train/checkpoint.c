@@ -20,18 +20,26 @@ static int parse_step_file(const char *name, long *step) {
     return 0;
 }
 
-// Deletes all but the newest `keep` step files.
-static void prune_checkpoints(const char *dir, int keep) {
-    long steps[4096];
+// Fills steps[] with the step numbers of the step files in dir (at most capacity); returns the count.
+static int list_checkpoint_steps(const char *dir, long *steps, int capacity) {
     int count = 0;
     DIR *d = opendir(dir);
-    if (!d) return;
+    if (!d) return 0;
     struct dirent *e;
-    while ((e = readdir(d)) && count < 4096) {
+    while ((e = readdir(d)) && count < capacity) {
         long step;
         if (parse_step_file(e->d_name, &step)) steps[count++] = step;
     }
     closedir(d);
+    return count;
+}
+
+enum { MAX_LISTED_CHECKPOINTS = 4096 };
+
+// Deletes all but the newest `keep` step files.
+static void prune_checkpoints(const char *dir, int keep) {
+    long steps[MAX_LISTED_CHECKPOINTS];
+    int count = list_checkpoint_steps(dir, steps, MAX_LISTED_CHECKPOINTS);
     for (int i = 0; i < count; i++) {
         int newer = 0;
         for (int j = 0; j < count; j++) newer += steps[j] > steps[i];
@@ -128,16 +136,8 @@ qft_status qft_checkpoint_load(const char *path, qft_model *model, qft_optimizer
 int qft_checkpoint_remove_all(const char *run_dir) {
     char dir[2048];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    long steps[4096];
-    int count = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && count < 4096) {
-        long step;
-        if (parse_step_file(e->d_name, &step)) steps[count++] = step;
-    }
-    closedir(d);
+    long steps[MAX_LISTED_CHECKPOINTS];
+    int count = list_checkpoint_steps(dir, steps, MAX_LISTED_CHECKPOINTS);
     int removed = 0;
     for (int i = 0; i < count; i++) {
         char path[2100];
@@ -150,15 +150,11 @@ int qft_checkpoint_remove_all(const char *run_dir) {
 int qft_checkpoint_latest(const char *run_dir, char *path, size_t path_size) {
     char dir[2048];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
-    DIR *d = opendir(dir);
-    if (!d) return 0;
+    long steps[MAX_LISTED_CHECKPOINTS];
+    int count = list_checkpoint_steps(dir, steps, MAX_LISTED_CHECKPOINTS);
     long best = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        long step;
-        if (parse_step_file(e->d_name, &step) && step > best) best = step;
-    }
-    closedir(d);
+    for (int i = 0; i < count; i++)
+        if (steps[i] > best) best = steps[i];
     if (best < 0) return 0;
     snprintf(path, path_size, "%s/step_%08ld.safetensors", dir, best);
     return 1;

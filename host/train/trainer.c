@@ -51,8 +51,7 @@ static void run_dir_of(const qft_config *cfg, char *dir, size_t size) {
     snprintf(dir, size, "%s/%s", cfg->run.dir, cfg->run.name);
 }
 
-void qft_apply_threads(const qft_config *cfg);
-void qft_apply_threads(const qft_config *cfg) {
+static void apply_threads(const qft_config *cfg) {
     if (cfg->run.threads > 0) omp_set_num_threads(cfg->run.threads);
 }
 
@@ -224,7 +223,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
                      qft_error *err) {
     memset(out, 0, sizeof *out);
     out->final_loss = out->eval_loss = out->eval_accuracy = NAN;  // "not measured in this run"
-    qft_apply_threads(cfg);
+    apply_threads(cfg);
     train_state s;
     memset(&s, 0, sizeof s);
     qft_status status = QFT_OK;
@@ -406,7 +405,7 @@ done:
 
 qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error *err) {
     memset(out, 0, sizeof *out);
-    qft_apply_threads(cfg);
+    apply_threads(cfg);
     qft_model model;
     qft_dataset ds;
     qft_batch_buffer buf;
