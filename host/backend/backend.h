@@ -15,6 +15,22 @@
 
 typedef enum { QFT_GELU_TANH = 0, QFT_GELU_ERF = 1 } qft_gelu_kind;
 
+// How the quantization parameters of a [rows, C] tensor are indexed (the group k of element (r, c)).
+typedef enum {
+    QFT_FQ_PER_TENSOR = 0,     // k = 0
+    QFT_FQ_PER_ROW,            // k = r               (weights [OC, C]: per output channel)
+    QFT_FQ_PER_COLUMN,         // k = c               (activations: per channel of the last dim)
+    QFT_FQ_PER_ROW_GROUP,      // k = r * (C / group_size) + c / group_size  (weights: groups along the input dim)
+    QFT_FQ_COLUMN_MAP          // k = column_group[c] (activations: channel groups, PEG)
+} qft_fq_axis;
+
+typedef struct {
+    int qmin, qmax;                // integer grid
+    qft_fq_axis axis;
+    int group_size;                // QFT_FQ_PER_ROW_GROUP (divides C)
+    const int32_t *column_group;   // QFT_FQ_COLUMN_MAP: [C] group of each column (backend memory)
+} qft_fq_layout;
+
 typedef struct qft_backend {
     const char *name;
 
@@ -110,6 +126,31 @@ typedef struct qft_backend {
     // ---- mean squared error for regression heads: loss = mean((pred - target)^2) over n ----
     float (*mse_forward)(const float *pred, const float *target, size_t n);
     void (*mse_backward)(float *dpred, const float *pred, const float *target, size_t n, float dloss_scale);
+
+    // ---- uniform fake quantization of x [rows, C] (METHODS.md §1, §3) ----
+    // out = (clamp(rint(x * (1/s)) + z, qmin, qmax) - z) * s, with (s, z) = (scale[k], zero_point[k]) for
+    // the group k of each element (qft_fq_layout), 1/s computed in float: bit for bit torch's
+    // fake_quantize_per_tensor/per_channel_affine. zero_point holds integers (stored as float; NULL = 0).
+    // Returns the number of non-finite inputs (NaN/Inf): callers turn a non-zero count into an error.
+    // out may alias inp.
+    size_t (*fake_quant_forward)(float *out, const float *inp, const float *scale, const float *zero_point,
+                                 int rows, int C, const qft_fq_layout *layout);
+    // STE: dinp += dout * 1[qmin <= rint(x/s) + z <= qmax]. Learnable (dscale/dzero non-NULL, ACCUMULATED):
+    // torch's _fake_quantize_learnable_per_{tensor,channel}_affine backward (LSQ/LSQ+ rules, METHODS.md §3),
+    // each summed over its group and multiplied by grad_factor (LSQ: 1/sqrt(N * qmax)).
+    // Forward of the learnable form rounds z (rint, clamped to the grid); callers pass the raw z to both.
+    void (*fake_quant_backward)(float *dinp, float *dscale, float *dzero, const float *dout, const float *inp,
+                                const float *scale, const float *zero_point, int rows, int C,
+                                const qft_fq_layout *layout, float grad_factor);
+
+    // ---- log2 / log-sqrt2 fake quantization of attention probabilities in [0, 1] (METHODS.md §4) ----
+    // log2:      q' = rint(-log2(x / s)), x_hat = s * 2^-q' for 0 <= q' < 2^bits, else 0 (q' < 0: s).
+    // log_sqrt2: q' = rint(-2 log2(x / s)), x_hat = s * 2^(-q'/2) (same clamping).
+    // scale: one float (1.0 = FQ-ViT's log2 form). Returns the number of non-finite inputs.
+    size_t (*log_quant_forward)(float *out, const float *inp, size_t n, int bits, int sqrt2, const float *scale);
+    // dinp += dout where x is inside the grid (x_hat != 0 and q' >= 0); dscale (may be NULL) += sum dout * x_hat / s.
+    void (*log_quant_backward)(float *dinp, float *dscale, const float *dout, const float *inp, size_t n, int bits,
+                               int sqrt2, const float *scale);
 
     // ---- reductions used by the optimizer ----
     double (*sum_squares)(const float *x, size_t n);  // for global grad-norm clipping

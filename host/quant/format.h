@@ -1,0 +1,96 @@
+// Quantizer formats: what one quant site does (bits, grid, granularity, calibrator, learnability)
+// and the host-side arithmetic every module shares (integer grid, range -> scale/zero point, q/dq).
+#ifndef QFT_QUANT_FORMAT_H
+#define QFT_QUANT_FORMAT_H
+
+#include <math.h>
+#include <stdint.h>
+
+typedef enum {
+    QFT_QUANT_UNIFORM = 0,     // affine integer grid (METHODS.md §1)
+    QFT_QUANT_LOG2,            // 2^-q levels for attention probabilities (FQ-ViT, METHODS.md §4)
+    QFT_QUANT_LOG_SQRT2        // scale * 2^(-q/2) levels (RepQ-ViT, METHODS.md §4)
+} qft_quant_kind;
+
+typedef enum {
+    QFT_GRAN_TENSOR = 0,       // one scale for the tensor
+    QFT_GRAN_CHANNEL,          // weights: per output row; activations: per last-dim channel
+    QFT_GRAN_GROUP,            // weights: blocks of group_size along the input dim; activations: along channels
+    QFT_GRAN_PEG               // per-embedding-group: channels sorted by range, split into peg_groups groups
+} qft_quant_granularity;
+
+typedef enum {
+    QFT_CALIB_MINMAX = 0,
+    QFT_CALIB_EMA,             // EMA of per-batch min/max
+    QFT_CALIB_PERCENTILE,
+    QFT_CALIB_MSE,
+    QFT_CALIB_OMSE,
+    QFT_CALIB_ENTROPY          // KL on a 2048-bin histogram of |x| (TensorRT)
+} qft_calibrator_kind;
+
+typedef enum {
+    QFT_LEARN_NONE = 0,        // calibrated, frozen scale; STE for the input
+    QFT_LEARN_LSQ,             // learnable scale (Esser et al. 2020)
+    QFT_LEARN_LSQ_PLUS         // learnable scale and offset (Bhalgat et al. 2020)
+} qft_quant_learn;
+
+typedef struct {
+    int enabled;               // 0: the site passes values through unchanged
+    qft_quant_kind kind;
+    int bits;                  // 2..8
+    int is_signed;             // integer grid [-2^(b-1), 2^(b-1)-1] (narrow: lower end +1); else [0, 2^b-1]
+    int symmetric;             // zero point fixed (0 for signed grids)
+    int narrow;                // signed narrow range
+    qft_quant_granularity granularity;
+    int group_size;            // QFT_GRAN_GROUP
+    int peg_groups;            // QFT_GRAN_PEG: number of groups K
+    qft_calibrator_kind calibrator;
+    double percentile;         // QFT_CALIB_PERCENTILE, e.g. 99.99
+    double ema_momentum;       // QFT_CALIB_EMA: m <- m + c (m_batch - m), c = ema_momentum
+    qft_quant_learn learn;
+} qft_quant_format;
+
+// The default site format: disabled, 8-bit signed symmetric per tensor, minmax calibrator.
+qft_quant_format qft_quant_format_default(void);
+
+static inline int qft_quant_qmin(const qft_quant_format *f) {
+    if (!f->is_signed) return 0;
+    return f->narrow ? -(1 << (f->bits - 1)) + 1 : -(1 << (f->bits - 1));
+}
+static inline int qft_quant_qmax(const qft_quant_format *f) {
+    return f->is_signed ? (1 << (f->bits - 1)) - 1 : (1 << f->bits) - 1;
+}
+
+// Smallest scale: torch's observers clamp to float32 eps, so a zero range still gives a usable step.
+#define QFT_QUANT_MIN_SCALE 1.1920928955078125e-07f
+
+// Scale and zero point for the calibrated range [lo, hi], in PyTorch's observer form (METHODS.md §1):
+//   asymmetric: lo' = min(lo, 0), hi' = max(hi, 0); s = (hi' - lo') / (qmax - qmin);
+//               z = clamp(qmin - rint(lo' / s), qmin, qmax)
+//   symmetric:  amax = max(-lo, hi); s = amax / ((qmax - qmin) / 2);
+//               z = 0 for signed grids, (qmin + qmax + 1) / 2 for unsigned (torch's quint8 128)
+// s is clamped below by QFT_QUANT_MIN_SCALE. z is an integer stored in a float.
+void qft_quant_params_from_range(const qft_quant_format *f, float lo, float hi, float *scale, float *zero_point);
+
+// One value through the uniform quantizer, bit for bit as the backend ops and torch's
+// fake_quantize_per_tensor_affine: q = clamp(rint(x * inv_scale) + z, qmin, qmax); (q - z) * scale,
+// inv_scale = 1.0f / scale computed in float. Default rounding mode: round half to even.
+static inline float qft_quant_dequant(float x, float scale, float inv_scale, float zero_point, int qmin, int qmax) {
+    float q = rintf(x * inv_scale) + zero_point;
+    q = fminf(fmaxf(q, (float)qmin), (float)qmax);
+    return (q - zero_point) * scale;
+}
+
+// Parse / print enum names used in configs ("uniform", "log2", "log_sqrt2"; "tensor", "channel",
+// "group", "peg"; "minmax", "ema", "percentile", "mse", "omse", "entropy"; "none", "lsq", "lsq_plus").
+// Parsers return -1 for an unknown name.
+int qft_quant_kind_parse(const char *name);
+int qft_quant_granularity_parse(const char *name);
+int qft_calibrator_parse(const char *name);
+int qft_quant_learn_parse(const char *name);
+const char *qft_quant_kind_name(qft_quant_kind k);
+const char *qft_quant_granularity_name(qft_quant_granularity g);
+const char *qft_calibrator_name(qft_calibrator_kind c);
+const char *qft_quant_learn_name(qft_quant_learn l);
+
+#endif
