@@ -476,19 +476,27 @@ static void test_docs(void) {
         CHECK(contains(first, keys[i]), "docs mention %s", keys[i]);
     CHECK(contains(first, "| `train.lr` | float | `0.002` | [0, 10] |"), "lr row");
     CHECK(contains(first, "`vit`, `deit`, `bert`"), "enum choices");
-    // Every table row has exactly the five columns (a '|' in a doc string would break the table).
-    int rows = 0;
+    // Every row of a table has as many columns as its header: five for keys, three for rule fields
+    // (a '|' in a doc string would break the table).
+    int rows = 0, header_bars = 0;
     for (char *line = first; line && *line;) {
         char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
         if (len > 0 && line[0] == '|') {
             int bars = 0;
             for (size_t i = 0; i < len; i++) bars += line[i] == '|';
-            CHECK(bars == 6, "table row with %d bars: %.*s", bars, (int)len, line);
+            if (!header_bars) {
+                header_bars = bars;
+                CHECK(bars == 6 || bars == 4, "table header with %d bars: %.*s", bars, (int)len, line);
+            }
+            CHECK(bars == header_bars, "table row with %d bars: %.*s", bars, (int)len, line);
             rows++;
+        } else {
+            header_bars = 0;
         }
         line = end ? end + 1 : NULL;
     }
+    CHECK(contains(first, "| `granularity` | enum |"), "rule fields documented");
     CHECK(rows >= 60, "docs have a row per key (%d rows)", rows);
 
     // configs/README.md is the generator's output, byte for byte (tests run from the repo root).
@@ -699,8 +707,63 @@ static void test_imagefolder(void) {
           "configs/vit_imagefolder.yaml: %s", err.message);
 }
 
+static void test_quant_rules(void) {
+    qft_config cfg;
+    qft_error err;
+    const char *yaml = "quant:\n"
+                       "  rules:\n"
+                       "    - pattern: \"*.probs\"\n"
+                       "      enable: false\n"
+                       "    - {pattern: \"layers.*.fc?.weight\", bits: 4, granularity: channel, learn: lsq}\n"
+                       "    - pattern: \"*.input\"\n"
+                       "      symmetric: false\n"
+                       "      signed: no\n"
+                       "      calibrator: percentile\n"
+                       "      percentile: 99.9\n"
+                       "  calib_batches: 4\n";
+    CHECK(load(&cfg, yaml, &err) == QFT_OK, "rules load: %s", err.message);
+    const qft_quant_rule_list *r = &cfg.quant.rules;
+    CHECK(r->count == 3, "3 rules, got %d", r->count);
+    CHECK(!strcmp(r->items[0].pattern, "*.probs") && r->items[0].format.enabled == 0, "rule 1 disabled");
+    CHECK(r->items[1].format.bits == 4 && r->items[1].format.granularity == QFT_GRAN_CHANNEL &&
+              r->items[1].format.learn == QFT_LEARN_LSQ && r->items[1].format.enabled == 1 &&
+              r->items[1].format.calibrator == QFT_CALIB_MINMAX,
+          "rule 2 fields (others at defaults)");
+    CHECK(!r->items[2].format.symmetric && !r->items[2].format.is_signed && r->items[2].format.percentile == 99.9 &&
+              r->items[2].format.calibrator == QFT_CALIB_PERCENTILE && r->items[2].format.bits == 8,
+          "rule 3 fields");
+    CHECK(cfg.quant.calib_batches == 4, "calib_batches");
+    check_round_trip(&cfg, "quant rules");
+
+    // A later file or override replaces the whole list.
+    CHECK(qft_config_override(&cfg, "quant.rules=[{pattern: '*', bits: 2}]", &err) == QFT_OK, "override: %s",
+          err.message);
+    CHECK(cfg.quant.rules.count == 1 && cfg.quant.rules.items[0].format.bits == 2 &&
+              cfg.quant.rules.items[1].pattern[0] == '\0',
+          "override replaced the list");
+    CHECK(qft_config_override(&cfg, "quant.rules=", &err) == QFT_OK && cfg.quant.rules.count == 0,
+          "empty value clears the rules");
+    check_round_trip(&cfg, "no rules");
+
+    expect_error("quant: {rules: [{pattern: x, bits: 9}]}", "configs/x.yaml:1", "expected an integer in [2, 8]", __LINE__);
+    expect_error("quant:\n  rules:\n    - pattern: x\n      bitz: 4\n", "configs/x.yaml:4", "unknown rule field 'bitz'",
+                 __LINE__);
+    expect_error("quant: {rules: [{bits: 4}]}", "rule 1", "needs a `pattern`", __LINE__);
+    expect_error("quant: {rules: [{pattern: x, bits: 4, bits: 5}]}", "'bits' given twice", NULL, __LINE__);
+    expect_error("quant: {rules: [x]}", "each rule must be a mapping", NULL, __LINE__);
+    expect_error("quant: {rules: x}", "expected a list of rule mappings", NULL, __LINE__);
+    expect_error("quant: {rules: [{pattern: x, kind: log2, granularity: channel}]}", "tensor only", NULL, __LINE__);
+    expect_error("quant: {rules: [{pattern: x, learn: lsq_plus}]}", "symmetric: false", NULL, __LINE__);
+    expect_error("quant: {rules: [{pattern: x, calibrator: best}]}", "one of minmax, ema", NULL, __LINE__);
+    expect_error("quant: {rules: [{pattern: x, percentile: 40}]}", "(50, 100]", NULL, __LINE__);
+    expect_error("quant: {rules: [{pattern: [x]}]}", "expected a scalar, got a sequence", NULL, __LINE__);
+    expect_override_error("quant.rules=[{pattern: x, narrow: true, signed: false}]", "narrow needs a signed grid",
+                          NULL, __LINE__);
+}
+
 int main(void) {
     test_defaults();
+    test_quant_rules();
     test_nested_and_dotted();
     test_bools_and_numbers();
     test_errors();

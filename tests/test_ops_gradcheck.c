@@ -264,13 +264,13 @@ typedef struct {
 static double attention_loss(void *ctx) {
     attention_case *c = ctx;
     backend->attention_forward(c->out, c->scratch_probs, c->q, c->k, c->v, c->NH * c->HS, c->mask, c->B, c->T, c->T, c->NH, c->HS,
-                               c->scale);
+                               c->scale, NULL);
     return weighted_sum(c->out, c->dout, (size_t)c->B * c->T * c->NH * c->HS);
 }
 static void attention_grads(void *ctx) {
     attention_case *c = ctx;
     backend->attention_backward(c->dq, c->dk, c->dv, c->dout, c->probs, c->q, c->k, c->v, c->NH * c->HS, c->B, c->T, c->T, c->NH, c->HS,
-                                c->scale);
+                                c->scale, NULL);
 }
 
 // sparse_upstream: only a few query rows get upstream gradient, so that a perturbed key changes only
@@ -291,7 +291,7 @@ static void test_attention(int B, int T, int NH, int HS, int with_mask, int spar
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) c.mask[(size_t)b * T + t] = t < T - (b % (T - 1)) ? 1.0f : 0.0f;
     }
-    backend->attention_forward(c.out, c.probs, c.q, c.k, c.v, NH * HS, c.mask, B, T, T, NH, HS, c.scale);
+    backend->attention_forward(c.out, c.probs, c.q, c.k, c.v, NH * HS, c.mask, B, T, T, NH, HS, c.scale, NULL);
     grad_slot slots[] = {{"q", c.q, c.dq, n, samples}, {"k", c.k, c.dk, n, samples}, {"v", c.v, c.dv, n, samples}};
     gradcheck(with_mask ? "attention(masked)" : "attention", &c, attention_loss, attention_grads, slots, 3, step);
 
@@ -308,8 +308,8 @@ static void test_attention(int B, int T, int NH, int HS, int with_mask, int spar
         CHECK(!leak, "attention: padded keys received gradient");
     }
     float *dv_only = zero_tensor(n), *dq_only = zero_tensor(n);
-    backend->attention_backward(NULL, NULL, dv_only, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, T, NH, HS, c.scale);
-    backend->attention_backward(dq_only, NULL, NULL, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, T, NH, HS, c.scale);
+    backend->attention_backward(NULL, NULL, dv_only, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, T, NH, HS, c.scale, NULL);
+    backend->attention_backward(dq_only, NULL, NULL, c.dout, c.probs, c.q, c.k, c.v, NH * HS, B, T, T, NH, HS, c.scale, NULL);
     CHECK(tensors_equal(dv_only, c.dv, n), "attention: dv alone differs from full backward");
     CHECK(tensors_equal(dq_only, c.dq, n), "attention: dq alone differs from full backward");
     free(dv_only), free(dq_only);
@@ -406,8 +406,8 @@ static void test_attention_query_prefix(int B, int T, int Tq, int NH, int HS) {
     float *dq_full = zero_tensor(n), *dk_full = zero_tensor(n), *dv_full = zero_tensor(n);
     float *dq_q = zero_tensor(n), *dk_q = zero_tensor(n), *dv_q = zero_tensor(n);
     float scale = 1.0f / sqrtf((float)HS);
-    backend->attention_forward(out_full, probs_full, q, k, v, (int)C, NULL, B, T, T, NH, HS, scale);
-    backend->attention_forward(out_q, probs_q, q, k, v, (int)C, NULL, B, T, Tq, NH, HS, scale);
+    backend->attention_forward(out_full, probs_full, q, k, v, (int)C, NULL, B, T, T, NH, HS, scale, NULL);
+    backend->attention_forward(out_q, probs_q, q, k, v, (int)C, NULL, B, T, Tq, NH, HS, scale, NULL);
     int same_out = 1, same_probs = 1;
     for (int b = 0; b < B; b++) {
         same_out &= memcmp(out_q + (size_t)b * Tq * C, out_full + (size_t)b * T * C, (size_t)Tq * C * sizeof(float)) == 0;
@@ -417,8 +417,8 @@ static void test_attention_query_prefix(int B, int T, int Tq, int NH, int HS) {
                                  (size_t)Tq * T * sizeof(float)) == 0;
     }
     CHECK(same_out && same_probs, "attention Tq=%d of T=%d: out/probs differ from the full rows", Tq, T);
-    backend->attention_backward(dq_full, dk_full, dv_full, dout_full, probs_full, q, k, v, (int)C, B, T, T, NH, HS, scale);
-    backend->attention_backward(dq_q, dk_q, dv_q, dout_q, probs_q, q, k, v, (int)C, B, T, Tq, NH, HS, scale);
+    backend->attention_backward(dq_full, dk_full, dv_full, dout_full, probs_full, q, k, v, (int)C, B, T, T, NH, HS, scale, NULL);
+    backend->attention_backward(dq_q, dk_q, dv_q, dout_q, probs_q, q, k, v, (int)C, B, T, Tq, NH, HS, scale, NULL);
     // Same arithmetic except for rows that contribute exact zeros, so allow only rounding-level error.
     CHECK(qft_max_rel_error(dk_q, dk_full, n, 1e-30) < 1e-6 && qft_max_rel_error(dv_q, dv_full, n, 1e-30) < 1e-6 &&
               qft_max_rel_error(dq_q, dq_full, n, 1e-30) < 1e-6,

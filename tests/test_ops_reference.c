@@ -130,7 +130,7 @@ static void test_attention(int B, int T, int NH, int HS) {
                         ref[((size_t)b * T + i) * C + h * HS + d] += p * v[((size_t)b * T + j) * C + h * HS + d];
                 }
             }
-    backend->attention_forward(out, probs, q, k, v, NH * HS, mask, B, T, T, NH, HS, scale);
+    backend->attention_forward(out, probs, q, k, v, NH * HS, mask, B, T, T, NH, HS, scale, NULL);
     double err = rel_error_vs_double(out, ref, n);
     CHECK(err <= REDUCTION_TOLERANCE, "attention B%d T%d NH%d HS%d: out rel err %.3g", B, T, NH, HS, err);
     err = rel_error_vs_double(probs, ref_probs, prob_count);
@@ -142,7 +142,7 @@ static void test_attention(int B, int T, int NH, int HS) {
 
     // Without a mask every key counts.
     float *out_nomask = zero_tensor(n);
-    backend->attention_forward(out_nomask, NULL, q, k, v, NH * HS, NULL, 1, T, T, NH, HS, scale);  // NULL probs allowed
+    backend->attention_forward(out_nomask, NULL, q, k, v, NH * HS, NULL, 1, T, T, NH, HS, scale, NULL);  // NULL probs allowed
     double *ref0 = calloc((size_t)T * C, sizeof(double));
     for (int h = 0; h < NH; h++)
         for (int i = 0; i < T; i++) {
@@ -264,9 +264,9 @@ static void run_attention(float *result, const void *ctx) {
     const shared_inputs *in = ctx;
     size_t n = (size_t)in->B * in->T * in->NH * in->HS, probs_n = (size_t)in->B * in->NH * in->T * in->T;
     float *probs = zero_tensor(probs_n);
-    backend->attention_forward(result, probs, in->a, in->b, in->c, in->NH * in->HS, in->mask, in->B, in->T, in->T, in->NH, in->HS, 0.25f);
+    backend->attention_forward(result, probs, in->a, in->b, in->c, in->NH * in->HS, in->mask, in->B, in->T, in->T, in->NH, in->HS, 0.25f, NULL);
     backend->attention_backward(result + n, result + 2 * n, result + 3 * n, in->d, probs, in->a, in->b, in->c, in->NH * in->HS, in->B,
-                                in->T, in->T, in->NH, in->HS, 0.25f);
+                                in->T, in->T, in->NH, in->HS, 0.25f, NULL);
     free(probs);
 }
 static void run_elementwise(float *result, const void *ctx) {

@@ -31,6 +31,16 @@ typedef struct {
     const int32_t *column_group;   // QFT_FQ_COLUMN_MAP: [C] group of each column (backend memory)
 } qft_fq_layout;
 
+// Fake quantization of attention probabilities inside the attention op (NULL = none). The op saves
+// the unquantized probabilities; P_hat = Q(P) weights the values, and the softmax backward receives
+// dP = dP_hat * STE mask (no gradient to the quantizer's parameters).
+typedef struct {
+    int kind;                      // qft_quant_kind: 0 uniform, 1 log2, 2 log_sqrt2 (host/quant/format.h)
+    int bits;                      // log kinds
+    int qmin, qmax;                // uniform grid
+    float scale, zero_point;       // uniform (s, z) / log scale, per tensor, host values
+} qft_prob_quant;
+
 typedef struct qft_backend {
     const char *name;
 
@@ -75,12 +85,14 @@ typedef struct qft_backend {
     // when no backward follows).
     // key_mask: [B, T] with 1 = attend, 0 = padding, or NULL for no mask. Masked keys get a logit of
     // -1e30 before softmax (probability 0; a fully padded row stays finite and becomes uniform).
+    // prob_quant: see qft_prob_quant (NULL = probabilities in floating point).
     void (*attention_forward)(float *out, float *probs, const float *q, const float *k, const float *v,
                               int qkv_stride, const float *key_mask, int B, int T, int Tq, int NH, int HS,
-                              float scale);
+                              float scale, const qft_prob_quant *prob_quant);
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                                const float *q, const float *k, const float *v, int qkv_stride,
-                               int B, int T, int Tq, int NH, int HS, float scale);
+                               int B, int T, int Tq, int NH, int HS, float scale,
+                               const qft_prob_quant *prob_quant);
 
     // ---- embeddings: out[N,C] += table[ids[i]] (accumulates so token+position+segment sum up) ----
     void (*embedding_forward)(float *out, const int32_t *ids, const float *table, int N, int C);

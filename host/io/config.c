@@ -13,11 +13,12 @@
 #include <yaml.h>
 
 #include "../data/glue.h"
+#include "config_quant.h"
 
 // ---------------------------------------------------------------------------------------------
 // The schema
 
-typedef enum { KEY_INTEGER, KEY_REAL, KEY_BOOL, KEY_STRING, KEY_ENUM } config_key_type;
+typedef enum { KEY_INTEGER, KEY_REAL, KEY_BOOL, KEY_STRING, KEY_ENUM, KEY_QUANT_RULES } config_key_type;
 
 typedef struct {
     const char *name;           // dotted key: "train.lr"
@@ -45,6 +46,7 @@ static const config_section config_sections[] = {
     {"data", "Dataset, batching and preprocessing."},
     {"train", "Optimizer (AdamW), learning-rate schedule, logging and checkpoints."},
     {"eval", "What `qft eval` evaluates."},
+    {"quant", "Fake quantization: which sites are quantized and how (`qft quant-sites` lists the sites and the rule each matched), calibration. Ready rule lists: `configs/quant/*.yaml`, given as a second `--config`."},
 };
 #define SECTION_COUNT (sizeof config_sections / sizeof config_sections[0])
 
@@ -66,6 +68,8 @@ static const config_section config_sections[] = {
 #define ENUM(key, f, def, list, text)                                                          \
     {.name = key, .type = KEY_ENUM, FIELD(f, char *: 1), .string_default = def,                \
      .choices = list, .doc = text}
+#define QUANT_RULES(key, f, text)                                                             \
+    {.name = key, .type = KEY_QUANT_RULES, FIELD(f, qft_quant_rule_list: 1), .doc = text}
 #define CLOSED 0
 #define OPEN 1
 
@@ -176,6 +180,13 @@ static const config_key config_keys[] = {
 
     STRING("eval.checkpoint", eval.checkpoint, "",
            "Checkpoint to evaluate; empty = the latest in the run directory."),
+
+    QUANT_RULES("quant.rules", quant.rules,
+                "Rule list, first match wins: each site takes the format of the first rule whose `pattern` matches its name; sites no rule matches stay in floating point. A YAML file or override that sets the key replaces the whole list. Fields: table below."),
+    INTEGER("quant.calib_batches", quant.calib_batches, 8, 1, 1 << 20,
+            "Training batches (evaluation transform, no shuffling) that `qft calibrate` observes."),
+    STRING("quant.calibration", quant.calibration, "",
+           "Calibration state (`qft calibrate` writes `<run>/calibration.safetensors`) that `qft eval` and training start from; empty = that file in the run directory if it exists."),
 };
 #define KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
 
@@ -308,6 +319,7 @@ static const char *type_expectation(const config_key *key) {
     case KEY_BOOL: return "a boolean (true/false/yes/no/on/off/1/0)";
     case KEY_STRING: return "a string";
     case KEY_ENUM: return "a scalar";
+    case KEY_QUANT_RULES: return "a list of rule mappings";
     }
     return "a value";
 }
@@ -600,12 +612,107 @@ static qft_status loader_apply_scalar(config_loader *loader, const config_key *k
         string_set((char *)field_ptr(&loader->work, key), key->size, text, len);
         return QFT_OK;
     }
+    case KEY_QUANT_RULES:  // lists come through loader_apply_node; here only an empty override value
+        if (!is_null) break;
+        memset(field_ptr(&loader->work, key), 0, sizeof(qft_quant_rule_list));
+        return QFT_OK;
     }
     return loader_fail(loader, line, key->name, QFT_ERR_INTERNAL, "unknown key type");
 }
 
+// One `quant.rules` entry: a mapping of rule fields (config_quant.c), up to its end event.
+static qft_status loader_quant_rule(config_loader *loader, const config_key *key, qft_quant_rule *rule,
+                                    unsigned long rule_line) {
+    *rule = qft_quant_rule_default();
+    unsigned int seen = 0;  // field names given so far, to reject duplicates
+    char names[16][24];
+    for (;;) {
+        yaml_event_t name_event, value_event;
+        qft_status status = loader_next(loader, &name_event);
+        if (status) return status;
+        if (name_event.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&name_event);
+            break;
+        }
+        unsigned long line = event_line(&name_event);
+        if (name_event.type != YAML_SCALAR_EVENT) {
+            yaml_event_delete(&name_event);
+            return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "a rule field must be a plain name");
+        }
+        char name[24];
+        size_t name_len = name_event.data.scalar.length;
+        int name_fits = name_len < sizeof name;
+        if (name_fits) memcpy(name, name_event.data.scalar.value, name_len), name[name_len] = '\0';
+        yaml_event_delete(&name_event);
+        status = loader_next(loader, &value_event);
+        if (status) return status;
+        if (value_event.type != YAML_SCALAR_EVENT) {
+            const char *kind = event_kind(&value_event);
+            yaml_event_delete(&value_event);
+            return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "rule field '%s': expected a scalar, got %s",
+                               name_fits ? name : "?", kind);
+        }
+        char why[400];
+        qft_rule_field_result result =
+            name_fits ? qft_quant_rule_set_field(rule, name, name_len, (const char *)value_event.data.scalar.value,
+                                                 value_event.data.scalar.length, why, sizeof why)
+                      : RULE_FIELD_UNKNOWN;
+        char got[96];
+        got_scalar(got, sizeof got, (const char *)value_event.data.scalar.value, value_event.data.scalar.length);
+        yaml_event_delete(&value_event);
+        if (result == RULE_FIELD_UNKNOWN) {
+            if (!name_fits) qft_quant_rule_set_field(rule, "", 0, "", 0, why, sizeof why);
+            return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "unknown rule field '%s' (%s)",
+                               name_fits ? name : "(too long)", why);
+        }
+        if (result == RULE_FIELD_BAD_VALUE)
+            return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "rule field '%s': %s, got %s", name, why, got);
+        for (unsigned int i = 0; i < seen && i < 16; i++)
+            if (strcmp(names[i], name) == 0)
+                return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "rule field '%s' given twice", name);
+        if (seen < 16) snprintf(names[seen], sizeof names[seen], "%s", name);
+        seen++;
+    }
+    char why[200];
+    if (qft_quant_rule_check(rule, why, sizeof why))
+        return loader_fail(loader, rule_line, key->name, QFT_ERR_INVALID, "rule %d%s%s%s: %s",
+                           ((qft_quant_rule_list *)field_ptr(&loader->work, key))->count + 1,
+                           rule->pattern[0] ? " '" : "", rule->pattern, rule->pattern[0] ? "'" : "", why);
+    return QFT_OK;
+}
+
+// `quant.rules`: a sequence of rule mappings (or an empty value = no rules). Replaces the list.
+static qft_status loader_quant_rules(config_loader *loader, const config_key *key, const yaml_event_t *value) {
+    qft_quant_rule_list *list = (qft_quant_rule_list *)field_ptr(&loader->work, key);
+    memset(list, 0, sizeof *list);  // replaced, not appended; unused slots stay zero for comparisons
+    if (value->type == YAML_SCALAR_EVENT && scalar_is_null(value)) return QFT_OK;
+    if (value->type != YAML_SEQUENCE_START_EVENT)
+        return loader_fail(loader, event_line(value), key->name, QFT_ERR_INVALID,
+                           "expected a list of rule mappings (e.g. [{pattern: \"*.weight\", bits: 4}]), got %s",
+                           value->type == YAML_SCALAR_EVENT ? "a scalar" : event_kind(value));
+    for (;;) {
+        yaml_event_t event;
+        qft_status status = loader_next(loader, &event);
+        if (status) return status;
+        yaml_event_type_t type = event.type;
+        unsigned long line = event_line(&event);
+        const char *kind = event_kind(&event);
+        yaml_event_delete(&event);
+        if (type == YAML_SEQUENCE_END_EVENT) return QFT_OK;
+        if (type != YAML_MAPPING_START_EVENT)
+            return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "each rule must be a mapping, got %s",
+                               type == YAML_SCALAR_EVENT ? "a scalar" : kind);
+        if (list->count == QFT_MAX_QUANT_RULES)
+            return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "more than %d rules", QFT_MAX_QUANT_RULES);
+        status = loader_quant_rule(loader, key, &list->items[list->count], line);
+        if (status) return status;
+        list->count++;
+    }
+}
+
 // Applies the node that starts with `value` (already read) to a leaf key.
 static qft_status loader_apply_node(config_loader *loader, const config_key *key, const yaml_event_t *value) {
+    if (key->type == KEY_QUANT_RULES) return loader_quant_rules(loader, key, value);
     if (value->type == YAML_SCALAR_EVENT)
         return loader_apply_scalar(loader, key, (const char *)value->data.scalar.value, value->data.scalar.length,
                                    scalar_is_null(value), event_line(value));
@@ -794,6 +901,7 @@ void qft_config_defaults(qft_config *cfg) {
         case KEY_ENUM:
             string_set((char *)field_ptr(cfg, key), key->size, key->string_default, strlen(key->string_default));
             break;
+        case KEY_QUANT_RULES: break;  // memset: no rules
         }
     }
 }
@@ -953,6 +1061,20 @@ static qft_status value_check(const qft_config *cfg, const config_key *key, qft_
         }
         return QFT_OK;
     }
+    case KEY_QUANT_RULES: {
+        const qft_quant_rule_list *list = (const qft_quant_rule_list *)field_cptr(cfg, key);
+        if (list->count < 0 || list->count > QFT_MAX_QUANT_RULES)
+            return qft_fail(err, QFT_ERR_INVALID, "%s: %d rules, at most %d", key->name, list->count,
+                            QFT_MAX_QUANT_RULES);
+        for (int i = 0; i < list->count; i++) {
+            char why[200];
+            if (strnlen(list->items[i].pattern, QFT_QUANT_PATTERN_MAX) == QFT_QUANT_PATTERN_MAX)
+                return qft_fail(err, QFT_ERR_INVALID, "%s[%d]: pattern is not NUL-terminated", key->name, i);
+            if (qft_quant_rule_check(&list->items[i], why, sizeof why))
+                return qft_fail(err, QFT_ERR_INVALID, "%s[%d]: %s", key->name, i, why);
+        }
+        return QFT_OK;
+    }
     }
     return QFT_OK;
 }
@@ -1073,6 +1195,15 @@ static void value_write_yaml(FILE *out, const qft_config *cfg, const config_key 
         else yaml_write_quoted(out, value, len);
         break;
     }
+    case KEY_QUANT_RULES: {
+        const qft_quant_rule_list *list = (const qft_quant_rule_list *)field_cptr(cfg, key);
+        if (list->count == 0) fputs("[]", out);
+        for (int i = 0; i < list->count; i++) {
+            fputc('\n', out);
+            qft_quant_rule_write_yaml(out, &list->items[i], "    ");
+        }
+        break;
+    }
     }
 }
 
@@ -1084,7 +1215,9 @@ static void config_write_yaml(const qft_config *cfg, FILE *out) {
         for (size_t i = 0; i < KEY_COUNT; i++) {
             const config_key *key = &config_keys[i];
             if (strncmp(key->name, config_sections[s].name, section_len) || key->name[section_len] != '.') continue;
-            fprintf(out, "  %s: ", key->name + section_len + 1);
+            // A non-empty rule list starts on the next line: no trailing space after the colon.
+            int block = key->type == KEY_QUANT_RULES && ((const qft_quant_rule_list *)field_cptr(cfg, key))->count > 0;
+            fprintf(out, "  %s:%s", key->name + section_len + 1, block ? "" : " ");
             value_write_yaml(out, cfg, key);
             fputc('\n', out);
         }
@@ -1140,6 +1273,7 @@ static void markdown_default(char *buf, size_t cap, const config_key *key) {
         if (key->string_default[0]) snprintf(buf, cap, "`%s`", key->string_default);
         else snprintf(buf, cap, "`\"\"`");
         break;
+    case KEY_QUANT_RULES: snprintf(buf, cap, "`[]`"); break;
     }
 }
 
@@ -1186,9 +1320,14 @@ void qft_config_write_docs(FILE *out) {
                 }
                 break;
             }
+            case KEY_QUANT_RULES:
+                type = "list";
+                snprintf(range, sizeof range, "up to %d rule mappings", QFT_MAX_QUANT_RULES);
+                break;
             }
             markdown_default(def, sizeof def, key);
             fprintf(out, "| `%s` | %s | %s | %s | %s |\n", key->name, type, def, range, key->doc);
         }
+        if (strcmp(section->name, "quant") == 0) qft_quant_rule_write_docs(out);
     }
 }

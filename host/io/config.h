@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "../core/status.h"
+#include "../quant/format.h"
 
 #define QFT_STR_MAX 512
 
@@ -83,12 +84,33 @@ typedef struct {
     char checkpoint[QFT_STR_MAX]; // eval.checkpoint ("" = latest in the run dir)
 } qft_eval_config;
 
+#define QFT_MAX_QUANT_RULES 64
+#define QFT_QUANT_PATTERN_MAX 128
+
+// One quant rule: sites whose name matches `pattern` (fnmatch glob: `*` spans dots) take `format`.
+typedef struct {
+    char pattern[QFT_QUANT_PATTERN_MAX];
+    qft_quant_format format;     // format.enabled = 0 for `enable: false`
+} qft_quant_rule;
+
+typedef struct {
+    int count;
+    qft_quant_rule items[QFT_MAX_QUANT_RULES];
+} qft_quant_rule_list;
+
+typedef struct {
+    qft_quant_rule_list rules;               // quant.rules: first match wins; no match = not quantized
+    int calib_batches;                       // quant.calib_batches
+    char calibration[QFT_STR_MAX];           // quant.calibration: calibration state for eval
+} qft_quant_config;
+
 typedef struct {
     qft_run_config run;
     qft_model_config model;
     qft_data_config data;
     qft_train_config train;
     qft_eval_config eval;
+    qft_quant_config quant;
     char source_path[QFT_STR_MAX]; // the YAML file the config came from (for messages)
 } qft_config;
 

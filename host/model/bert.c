@@ -66,12 +66,14 @@ void qft_bert_embed_forward(qft_model *m, int training, uint64_t seed, uint64_t 
                           m->ln_eps);
     if (training && m->dropout > 0.0f)
         be->dropout_forward(a->x0, a->x0, (size_t)N * D, m->dropout, seed, qft_dropout_stream(step, QFT_SITE_EMBED));
+    qft_site_output_forward(&m->quant, m->sites.embed_out, a->x0, N);
 }
 
 void qft_bert_embed_backward(qft_model *m, uint64_t seed, uint64_t step) {
     const qft_backend *be = m->be;
     int N = m->cur_B * m->cur_T, D = m->D;
     size_t n = (size_t)N * D;
+    qft_site_output_backward(&m->quant, m->sites.embed_out, m->gs.d_stream, N);
     const float *d_x0 = qft_embed_dropout_backward(m, n, seed, step);
     // The LN input gradient goes to a free [N, D] buffer, then scatters into the three tables.
     float *d_sum = m->gs.layer.d_tmp;
@@ -90,7 +92,8 @@ void qft_bert_head_forward(qft_model *m, const float *encoder_out, int training,
     be->select_tokens_forward(a->cls_rows, encoder_out, B, T, D, 0, 1);
     const float *features = a->cls_rows;
     if (m->use_pooler) {
-        be->linear_forward(a->pooled_pre, a->cls_rows, m->w.pool_w, m->w.pool_b, B, D, D);
+        qft_qlinear_forward(be, &m->quant, m->sites.pool_w, m->sites.pool_in, a->pooled_pre, a->cls_rows, m->w.pool_w,
+                            m->w.pool_b, B, D, D);
         be->tanh_forward(a->pooled, a->pooled_pre, (size_t)B * D);
         features = a->pooled;
     }
@@ -101,7 +104,8 @@ void qft_bert_head_forward(qft_model *m, const float *encoder_out, int training,
                             qft_dropout_stream(step, QFT_SITE_POOLER));
         features = a->dist_rows;
     }
-    be->linear_forward(a->logits, features, m->w.head_w, m->w.head_b, B, D, L);
+    qft_qlinear_forward(be, &m->quant, m->sites.head_w, m->sites.head_in, a->logits, features, m->w.head_w,
+                        m->w.head_b, B, D, L);
 }
 
 void qft_bert_head_backward(qft_model *m, const float *encoder_out, uint64_t seed, uint64_t step) {
@@ -114,8 +118,8 @@ void qft_bert_head_backward(qft_model *m, const float *encoder_out, uint64_t see
     int dropped = m->dropout > 0.0f;
     float *d_features = s->d_pooled;
     be->zero(d_features, bd * sizeof(float));
-    be->linear_backward(d_features, m->g.head_w, m->g.head_b, s->d_logits, dropped ? a->dist_rows : features,
-                        m->w.head_w, B, D, L);
+    qft_qlinear_backward(be, &m->quant, m->sites.head_w, m->sites.head_in, d_features, m->g.head_w, m->g.head_b,
+                         s->d_logits, dropped ? a->dist_rows : features, m->w.head_w, B, D, L);
     if (dropped) {
         be->zero(s->d_rows2, bd * sizeof(float));
         be->dropout_backward(s->d_rows2, d_features, bd, m->dropout, seed, qft_dropout_stream(step, QFT_SITE_POOLER));
@@ -125,7 +129,8 @@ void qft_bert_head_backward(qft_model *m, const float *encoder_out, uint64_t see
     if (m->use_pooler) {
         be->zero(s->d_pooled_pre, bd * sizeof(float));
         be->tanh_backward(s->d_pooled_pre, a->pooled, d_features, bd);
-        be->linear_backward(s->d_rows, m->g.pool_w, m->g.pool_b, s->d_pooled_pre, a->cls_rows, m->w.pool_w, B, D, D);
+        qft_qlinear_backward(be, &m->quant, m->sites.pool_w, m->sites.pool_in, s->d_rows, m->g.pool_w, m->g.pool_b,
+                             s->d_pooled_pre, a->cls_rows, m->w.pool_w, B, D, D);
     } else {
         be->add_backward(s->d_rows, NULL, d_features, bd);
     }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../backend/backend.h"
+#include "../quant/site.h"
 
 // Pointers into the parameter (or gradient) buffer for one layer.
 // qkv_w is HF's query, key and value weights registered back to back ([3D, D]) and qkv_b their
@@ -42,6 +43,13 @@ typedef struct {
     float *d_stream2;                               // [N, D] second residual buffer (post-LN)
 } qft_layer_scratch;
 
+// The quant sites of one layer (NULL = not registered). Names: layers.<i>.<field with dots>, e.g.
+// qkv_w = "layers.3.qkv.weight", probs = "layers.3.attn.probs", resid1 = "layers.3.resid1.output".
+typedef struct {
+    qft_quant_site *qkv_w, *qkv_in, *proj_w, *proj_in, *fc1_w, *fc1_in, *fc2_w, *fc2_in;
+    qft_quant_site *probs, *ln1, *ln2, *resid1, *resid2;
+} qft_layer_sites;
+
 typedef struct {
     int B, T, D, NH, F;
     float ln_eps;
@@ -50,6 +58,8 @@ typedef struct {
     uint64_t seed;             // dropout key: (seed, step) -> stream per site
     uint64_t stream_base;      // distinct per layer and step
     const float *key_mask;     // [B, T] or NULL
+    qft_quant_state *quant;    // fake quantization (NULL = none)
+    const qft_layer_sites *sites;  // this layer's sites (NULL = none)
 } qft_layer_shape;
 
 // Number of floats of activations one layer needs at (N rows, B*NH*T*T probs).

@@ -173,7 +173,9 @@ qft_status qft_model_create(qft_model *m, const qft_model_config *cfg, int max_b
     qft_param_table_init_host(&m->table, host, (float)cfg->init_std, seed);
     be->copy_to_device(m->params, host, param_bytes);
     free(host);
-    return QFT_OK;
+    st = qft_model_register_sites(m, err);
+    if (st != QFT_OK) qft_model_free(m);
+    return st;
 }
 
 void qft_model_free(qft_model *m) {
@@ -184,6 +186,8 @@ void qft_model_free(qft_model *m) {
         for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
             if (buffers[i]) be->release(buffers[i]);
     }
+    qft_quant_state_free(&m->quant);
+    free(m->layer_sites);
     free(m->w.layers);
     free(m->g.layers);
     free(m->acts.layers);
@@ -260,7 +264,7 @@ qft_status qft_model_set_batch(qft_model *m, const qft_batch *batch, qft_error *
     return QFT_OK;
 }
 
-static qft_layer_shape layer_shape(const qft_model *m, int layer, int training, uint64_t seed, uint64_t step) {
+static qft_layer_shape layer_shape(qft_model *m, int layer, int training, uint64_t seed, uint64_t step) {
     qft_layer_shape s = {0};
     s.B = m->cur_B;
     s.T = m->cur_T;
@@ -273,6 +277,10 @@ static qft_layer_shape layer_shape(const qft_model *m, int layer, int training, 
     s.seed = seed;
     s.stream_base = qft_dropout_stream(step, 4 * layer);
     s.key_mask = m->kind == QFT_MODEL_BERT && m->has_mask ? m->dev_mask : NULL;
+    if (m->quant.mode != QFT_QUANT_OFF && m->quant.enabled_count > 0) {
+        s.quant = &m->quant;
+        s.sites = &m->layer_sites[layer];
+    }
     return s;
 }
 
@@ -292,6 +300,7 @@ static int pruned_layer(const qft_model *m, int layer) {
 float qft_model_forward(qft_model *m, int training, uint64_t seed, uint64_t step) {
     const qft_backend *be = m->be;
     int B = m->cur_B, L = m->num_labels;
+    qft_quant_weights_forward(&m->quant);
     if (m->kind == QFT_MODEL_BERT) qft_bert_embed_forward(m, training, seed, step);
     else qft_vit_embed_forward(m, training, seed, step);
     m->head_T = m->cur_T;

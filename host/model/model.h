@@ -59,6 +59,16 @@ typedef struct {
     qft_layer_scratch layer;
 } qft_model_grad_scratch;
 
+// Model-level quant sites (NULL where the family has none).
+typedef struct {
+    qft_quant_site *patch_w, *patch_in;  // vision patch projection: "patch_embed.weight" / ".input"
+    qft_quant_site *embed_out;           // "embeddings.output": the encoder input x0
+    qft_quant_site *final_ln;            // "final_ln.output" (ViT/DeiT)
+    qft_quant_site *pool_w, *pool_in;    // "pooler.weight" / ".input" (BERT)
+    qft_quant_site *head_w, *head_in;    // "head.weight" / ".input" (DeiT: cls_classifier)
+    qft_quant_site *head2_w, *head2_in;  // "head2.weight" / ".input" (DeiT distillation_classifier)
+} qft_model_sites;
+
 typedef struct qft_model {
     qft_model_kind kind;
     const qft_backend *be;
@@ -88,6 +98,12 @@ typedef struct qft_model {
     int cur_counted;        // rows that carry a label/target (labels >= 0)
     int cur_has_targets;
     float label_smoothing;  // set by the trainer (train.label_smoothing)
+
+    // Fake quantization: every site is registered at creation (disabled); qft_model_quant_configure
+    // applies a rule list. quant.mode switches between FP, quantized and calibration (observe).
+    qft_quant_state quant;
+    qft_layer_sites *layer_sites;   // [num_layers]
+    qft_model_sites sites;
 } qft_model;
 
 // Builds the parameter table and allocates parameters, gradients and activations for batches of up
@@ -110,6 +126,13 @@ float qft_model_forward(qft_model *m, int training, uint64_t seed, uint64_t step
 void qft_model_backward(qft_model *m, float loss_scale, uint64_t seed, uint64_t step);
 
 void qft_model_zero_grads(qft_model *m);
+
+// Applies a rule list to the model's quant sites and allocates what the enabled ones need
+// (see qft_quant_configure). The mode stays QFT_QUANT_OFF until the caller sets m->quant.mode.
+qft_status qft_model_quant_configure(qft_model *m, const qft_quant_rule_list *rules, qft_error *err);
+
+// Non-finite values met by the quantizers in the last forward: an error naming the site, or QFT_OK.
+qft_status qft_model_quant_check(qft_model *m, qft_error *err);
 
 // Host copies of results of the last forward.
 void qft_model_read_logits(const qft_model *m, float *host_logits);        // [B, num_labels]

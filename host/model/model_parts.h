@@ -52,6 +52,9 @@ qft_status qft_register_layer(qft_model *m, const char *layer_prefix, const qft_
 // Binds the 16 parameters starting at *cursor and advances it past them.
 void qft_bind_layer(const qft_param **cursor, float *base, qft_layer_params *lp);
 
+// Registers every quant site of the model (host/model/quant_sites.c) and binds the site pointers.
+qft_status qft_model_register_sites(qft_model *m, qft_error *err);
+
 // Dropout stream ids: unique per (step, site) so masks never repeat across steps or sites.
 static inline uint64_t qft_dropout_stream(uint64_t step, int site) {
     return (step << 16) | (uint64_t)site;

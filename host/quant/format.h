@@ -81,6 +81,24 @@ static inline float qft_quant_dequant(float x, float scale, float inv_scale, flo
     return (q - zero_point) * scale;
 }
 
+// One value through the log2 (sqrt2 = 0) or log-sqrt2 (sqrt2 = 1) quantizer with scale s (METHODS.md §4):
+//   r = x / s; q' = rint(-log2 r) (log2) or rint(-2 log2 r) (log-sqrt2);
+//   x_hat = 0 where x <= 0 or q' >= 2^bits; else q = max(q', 0) and x_hat = s * 2^(-q) or s * 2^(-q/2),
+//   the latter computed as ldexp(s * (q odd ? sqrt2 : 1), -ceil(q/2)) so it is exact up to one rounding.
+// *in_range (may be NULL) = 1 where the STE passes the gradient: x_hat != 0 and q' >= 0.
+static inline float qft_log_dequant(float x, float s, int bits, int sqrt2, int *in_range) {
+    float r = x / s;
+    float qf = r > 0.0f ? rintf((sqrt2 ? -2.0f : -1.0f) * log2f(r)) : INFINITY;
+    if (!(qf < (float)(1 << bits))) {  // zero, negative, underflow to 0, NaN
+        if (in_range) *in_range = 0;
+        return 0.0f;
+    }
+    if (in_range) *in_range = qf >= 0.0f;
+    int q = qf < 0.0f ? 0 : (int)qf;
+    if (!sqrt2) return ldexpf(s, -q);
+    return ldexpf((q & 1) ? s * 1.41421356237309505f : s, -((q + 1) >> 1));
+}
+
 // Parse / print enum names used in configs ("uniform", "log2", "log_sqrt2"; "tensor", "channel",
 // "group", "peg"; "minmax", "ema", "percentile", "mse", "omse", "entropy"; "none", "lsq", "lsq_plus").
 // Parsers return -1 for an unknown name.

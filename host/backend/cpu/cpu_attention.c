@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
+#include "quant/format.h"
 
 // Logit given to padded keys: exp(-1e30 - max) underflows to exactly 0, yet a fully padded row
 // stays finite (all logits equal, so it becomes uniform) instead of producing NaN as -inf would.
@@ -117,12 +118,33 @@ static inline __attribute__((always_inline)) void group_weighted_rows(
     }
 }
 
+// Fake-quantized probability; *pass = 1 where the STE passes the gradient (qft_prob_quant in backend.h).
+static inline float prob_quantize(const qft_prob_quant *pq, float p, int *pass) {
+    if (pq->kind == QFT_QUANT_UNIFORM) {
+        const float inv = 1.0f / pq->scale;
+        const float code = rintf(p * inv) + pq->zero_point;
+        *pass = code >= (float)pq->qmin && code <= (float)pq->qmax;
+        return qft_quant_dequant(p, pq->scale, inv, pq->zero_point, pq->qmin, pq->qmax);
+    }
+    return qft_log_dequant(p, pq->scale, pq->bits, pq->kind == QFT_QUANT_LOG_SQRT2, pass);
+}
+
+// rows[r] (T each) -> quantized copies in out (T apart); the pointers are redirected to the copies.
+static void prob_rows_quantize(const qft_prob_quant *pq, const float **rows, float *out, int T) {
+    for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+        float *q_row = out + (size_t)r * T;
+        int pass;
+        for (int j = 0; j < T; j++) q_row[j] = prob_quantize(pq, rows[r][j], &pass);
+        rows[r] = q_row;
+    }
+}
+
 // One (batch, head): scores, masked softmax, probs @ v. Always inlined into a switch on HS, so the
 // common head sizes get constant trip counts and keep their accumulators in registers.
 static inline __attribute__((always_inline)) void attention_head_forward(
     float *out_head, float *prob_head, float *group_buffer, const float *q_head, const float *k_head,
     const float *v_head, const float *mask_row, float *k_transposed, int T, int Tq, int HS, size_t C, size_t S,
-    float scale) {
+    float scale, const qft_prob_quant *pq, float *quant_group) {
     if (k_transposed) transpose_head(k_transposed, k_head, S, T, HS);
     for (int i0 = 0; i0 < Tq; i0 += ATTENTION_QUERY_GROUP) {
         const int valid_rows = Tq - i0 < ATTENTION_QUERY_GROUP ? Tq - i0 : ATTENTION_QUERY_GROUP;
@@ -166,6 +188,7 @@ static inline __attribute__((always_inline)) void attention_head_forward(
 #pragma omp simd
             for (int j = 0; j < T; j++) prob_row[j] *= inv_sum;
         }
+        if (pq) prob_rows_quantize(pq, prob_rows, quant_group, T);  // P_hat weights v; P is saved
         group_weighted_rows(out_rows, prob_rows, v_head, S, T, HS, 0);
         if (prob_head && group_scores != scores)  // a partial last group was computed in the buffer
             memcpy(scores, group_scores, (size_t)valid_rows * T * sizeof(float));
@@ -173,7 +196,8 @@ static inline __attribute__((always_inline)) void attention_head_forward(
 }
 
 void cpu_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v, int qkv_stride,
-                           const float *key_mask, int B, int T, int Tq, int NH, int HS, float scale) {
+                           const float *key_mask, int B, int T, int Tq, int NH, int HS, float scale,
+                           const qft_prob_quant *pq) {
     if (B <= 0 || T <= 0 || Tq <= 0 || Tq > T || NH <= 0 || HS <= 0) return;
     const size_t C = (size_t)NH * HS, S = (size_t)qkv_stride;
     const size_t work = (size_t)B * NH * Tq * T * HS;
@@ -187,10 +211,11 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
             float *prob_head = probs ? probs + ((size_t)b * NH + h) * Tq * T : NULL;
             float k_transposed[use_transposed ? (size_t)padded_key_count(T) * HS : 1];
             float group_buffer[(size_t)ATTENTION_QUERY_GROUP * T];  // scores when probs is NULL or for a partial group
+            float quant_group[pq ? (size_t)ATTENTION_QUERY_GROUP * T : 1];  // quantized probabilities
             float *transposed = use_transposed ? k_transposed : NULL;
 #define ATTENTION_HEAD_FORWARD(head_size)                                                                     \
     attention_head_forward(out + head_offset, prob_head, group_buffer, q + in_offset, k + in_offset,         \
-                           v + in_offset, mask_row, transposed, T, Tq, head_size, C, S, scale)
+                           v + in_offset, mask_row, transposed, T, Tq, head_size, C, S, scale, pq, quant_group)
             switch (HS) {
                 case 16: ATTENTION_HEAD_FORWARD(16); break;
                 case 32: ATTENTION_HEAD_FORWARD(32); break;
@@ -207,7 +232,8 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
 static inline __attribute__((always_inline)) void attention_head_backward(
     float *dq_head, float *dk_head, float *dv_head, float *dlogit_group, const float *zero_row,
     const float *dout_head, const float *prob_head, const float *q_head, const float *k_head, const float *v_head,
-    float *v_transposed, int T, int Tq, int HS, size_t C, size_t S, float scale) {
+    float *v_transposed, int T, int Tq, int HS, size_t C, size_t S, float scale, const qft_prob_quant *pq,
+    float *quant_group) {
     const int need_dlogits = dq_head || dk_head;
     if (v_transposed && need_dlogits) transpose_head(v_transposed, v_head, S, T, HS);
     for (int i0 = 0; i0 < Tq; i0 += ATTENTION_QUERY_GROUP) {
@@ -224,9 +250,13 @@ static inline __attribute__((always_inline)) void attention_head_backward(
             dlogit_rows[r] = dlogit_group + (size_t)r * T;
             dq_rows[r] = dq_head && r < valid_rows ? dq_head + (size_t)row * S : NULL;
         }
+        // With quantized probabilities the values were weighted by P_hat: dv uses P_hat, the softmax P.
+        const float *weight_rows[ATTENTION_QUERY_GROUP] = {prob_rows[0], prob_rows[1], prob_rows[2], prob_rows[3]};
+        if (pq) prob_rows_quantize(pq, weight_rows, quant_group, T);
         if (dv_head) {  // dv_j += sum_r p_rj dout_r
             for (int j = 0; j < T; j++) {
-                const float p0 = prob_rows[0][j], p1 = prob_rows[1][j], p2 = prob_rows[2][j], p3 = prob_rows[3][j];
+                const float p0 = weight_rows[0][j], p1 = weight_rows[1][j], p2 = weight_rows[2][j],
+                            p3 = weight_rows[3][j];
                 if (p0 == 0.0f && p1 == 0.0f && p2 == 0.0f && p3 == 0.0f) continue;  // padded key
                 float *dv_row = dv_head + (size_t)j * S;
 #pragma omp simd
@@ -241,6 +271,13 @@ static inline __attribute__((always_inline)) void attention_head_backward(
         for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
             const float *prob_row = prob_rows[r];
             float *dlogit_row = dlogit_group + (size_t)r * T;
+            if (pq) {  // dP = dP_hat * STE mask
+                for (int j = 0; j < T; j++) {
+                    int pass;
+                    prob_quantize(pq, prob_row[j], &pass);
+                    if (!pass) dlogit_row[j] = 0.0f;
+                }
+            }
             float weighted_dprob = 0.0f;
             for (int j = 0; j < T; j++) weighted_dprob += prob_row[j] * dlogit_row[j];
 #pragma omp simd
@@ -263,7 +300,7 @@ static inline __attribute__((always_inline)) void attention_head_backward(
 
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                             const float *q, const float *k, const float *v, int qkv_stride, int B, int T, int Tq,
-                            int NH, int HS, float scale) {
+                            int NH, int HS, float scale, const qft_prob_quant *pq) {
     if (B <= 0 || T <= 0 || Tq <= 0 || Tq > T || NH <= 0 || HS <= 0) return;
     if (!dq && !dk && !dv) return;
     const size_t C = (size_t)NH * HS, S = (size_t)qkv_stride;
@@ -278,6 +315,7 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
             float v_transposed[use_transposed ? (size_t)padded_key_count(T) * HS : 1];
             float *transposed = use_transposed ? v_transposed : NULL;
             float dlogit_group[(size_t)ATTENTION_QUERY_GROUP * T];
+            float quant_group[pq ? (size_t)ATTENTION_QUERY_GROUP * T : 1];
             float zero_row[T];
             memset(zero_row, 0, sizeof zero_row);
             float *dq_head = dq ? dq + in_offset : NULL;
@@ -285,7 +323,8 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
             float *dv_head = dv ? dv + in_offset : NULL;
 #define ATTENTION_HEAD_BACKWARD(head_size)                                                                    \
     attention_head_backward(dq_head, dk_head, dv_head, dlogit_group, zero_row, dout + head_offset, prob_head, \
-                            q + in_offset, k + in_offset, v + in_offset, transposed, T, Tq, head_size, C, S, scale)
+                            q + in_offset, k + in_offset, v + in_offset, transposed, T, Tq, head_size, C, S, scale,  \
+                            pq, quant_group)
             switch (HS) {
                 case 16: ATTENTION_HEAD_BACKWARD(16); break;
                 case 32: ATTENTION_HEAD_BACKWARD(32); break;

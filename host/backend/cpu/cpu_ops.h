@@ -103,10 +103,11 @@ void cpu_softmax_forward(float *out, const float *inp, int N, int C);
 void cpu_softmax_backward(float *dinp, const float *out, const float *dout, int N, int C);
 
 void cpu_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v, int qkv_stride,
-                           const float *key_mask, int B, int T, int Tq, int NH, int HS, float scale);
+                           const float *key_mask, int B, int T, int Tq, int NH, int HS, float scale,
+                           const qft_prob_quant *prob_quant);
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                             const float *q, const float *k, const float *v, int qkv_stride, int B, int T, int Tq,
-                            int NH, int HS, float scale);
+                            int NH, int HS, float scale, const qft_prob_quant *prob_quant);
 
 void cpu_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C);
 void cpu_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C);
