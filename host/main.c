@@ -7,6 +7,7 @@
 
 #include "io/config.h"
 #include "model/hf_config.h"
+#include "train/quant_tools.h"
 #include "train/trainer.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -22,6 +23,7 @@ static void usage(FILE *out) {
             "commands:\n"
             "  train        train (or fine-tune) a model; resumes from the run's newest checkpoint\n"
             "  eval         evaluate eval.checkpoint (default: the run's newest checkpoint)\n"
+            "  quant-sites  list the model's quant sites and the rule (quant.rules) each one matched\n"
             "  config-docs  print the reference of every config key (configs/README.md)\n"
             "  config       print the resolved config\n");
 }
@@ -94,7 +96,8 @@ int main(int argc, char **argv) {
         qft_config_write_docs(stdout);
         return 0;
     }
-    int known = strcmp(command, "train") == 0 || strcmp(command, "eval") == 0 || strcmp(command, "config") == 0;
+    int known = strcmp(command, "train") == 0 || strcmp(command, "eval") == 0 || strcmp(command, "config") == 0 ||
+                strcmp(command, "quant-sites") == 0;
     if (!known) {
         fprintf(stderr, "qft: unknown command '%s'\n", command);
         usage(stderr);
@@ -123,6 +126,13 @@ int main(int argc, char **argv) {
 
     if (strcmp(command, "config") == 0) {
         return qft_config_write_stream(&cfg, stdout, &err) == QFT_OK ? 0 : fail(command, &err);
+    }
+    if (strcmp(command, "quant-sites") == 0) {
+        qft_quant_sites_summary sites;
+        if (qft_quant_sites(&cfg, stdout, &sites, &err) != QFT_OK) return fail(command, &err);
+        printf("{\"command\": \"quant-sites\", \"ok\": true, \"sites\": %d, \"enabled\": %d}\n", sites.sites,
+               sites.enabled);
+        return 0;
     }
     if (strcmp(command, "eval") == 0) {
         qft_eval_summary ev;

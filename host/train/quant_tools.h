@@ -1,0 +1,21 @@
+// Quantization commands beside training: `qft quant-sites` (which rule each site matched),
+// `qft calibrate` (observe batches, set every enabled site's range, save the calibration state).
+#ifndef QFT_TRAIN_QUANT_TOOLS_H
+#define QFT_TRAIN_QUANT_TOOLS_H
+
+#include <stdio.h>
+
+#include "../core/status.h"
+#include "../io/config.h"
+
+typedef struct {
+    int sites, enabled;
+} qft_quant_sites_summary;
+
+// Lists every quant site of the configured model with its role, shape and matching rule on `out`.
+qft_status qft_quant_sites(const qft_config *cfg, FILE *out, qft_quant_sites_summary *summary, qft_error *err);
+
+// One line describing a format, e.g. "int4 signed symmetric per-channel, minmax" or "fp" when disabled.
+void qft_quant_format_describe(const qft_quant_format *f, char *buf, size_t cap);
+
+#endif
