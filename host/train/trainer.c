@@ -256,7 +256,8 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     s.model.label_smoothing = (float)hp->label_smoothing;
     if (cfg->model.init_from[0]) {
         int missing_head = 0;
-        TRY(qft_model_import(&s.model, cfg->model.init_from, stderr, &missing_head, err));
+        TRY(qft_model_import_pretrained(&s.model, cfg->model.init_from, cfg->model.ignore_mismatched_sizes, stderr,
+                                        &missing_head, err));
     }
     TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, err));
     TRY(qft_batch_buffer_init(&s.train_buf, &s.train, B, err));
