@@ -31,7 +31,7 @@ check "reports the new classifier head" grep -q "missing head tensor 'classifier
 # A 3-label classification checkpoint into a 2-label model: an error naming the classifier, unless
 # model.ignore_mismatched_sizes re-initializes the head (and says so).
 CLS_DIR=tests/golden/hf_bert_cls
-CLS_RUN=(run.dir="$WORK/runs" model.hf_config=$CLS_DIR/config.json model.init_from=$CLS_DIR/model.safetensors
+CLS_RUN=(run.dir="$WORK/runs" model.hf_config="$CLS_DIR/config.json" model.init_from="$CLS_DIR/model.safetensors"
          model.num_labels=2 data.dataset=synthetic_text data.max_seq_len=8 train.steps=2 train.log_every=1)
 qft_run train "${CLS_RUN[@]}" run.name=cls_strict
 expect_error "3-label head into a 2-label model" train 1 "classifier.weight" "expected shape [2, 8]"
