@@ -17,8 +17,9 @@ static void write_file(const char *path, const char *text) {
     fclose(f);
 }
 
-// A vocab where the sentences tokenize into words, word pieces and [UNK].
-static const char *vocab_text = "[PAD]\n[unused0]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\nsat\non\nmat\na\ndog\n"
+// A vocab where the sentences tokenize into words, word pieces and [UNK]; [PAD] is not id 0, so the
+// padding the cache restores is checked too.
+static const char *vocab_text = "[unused0]\n[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\nsat\non\nmat\na\ndog\n"
                                 "ran\n##s\n##ing\nfast\n.\n,\nit\nis\nnot\n";
 static const char *dev_text = "index\tsentence1\tsentence2\tlabel\n"
                               "0\tThe cat sat on the mat.\tA cat sat.\tentailment\n"
@@ -129,7 +130,8 @@ int main(void) {
         truncated += first.mask[(size_t)r * first.seq_len + first.seq_len - 1] != 0.0f;
         for (int t = 0; t < first.seq_len; t++) unk += first.ids[(size_t)r * first.seq_len + t] == 2;
     }
-    CHECK(unk > 0 && truncated > 0 && first.labels[1] == 1, "the fixture should exercise [UNK], truncation and labels");
+    CHECK(unk > 0 && truncated > 0 && first.labels[1] == 1 && first.ids[first.seq_len - 1] == 1,
+          "the fixture should exercise [UNK], truncation, padding with [PAD] = 1 and labels");
     if (open_dev(&cfg, &second)) {
         CHECK(second.hit && !second.rejected, "second open should read the cache (hit %d)", second.hit);
         CHECK(rows_equal(&first, &second), "cached rows differ from the tokenized ones");
