@@ -23,6 +23,8 @@ static void usage(FILE *out) {
             "commands:\n"
             "  train        train (or fine-tune) a model; resumes from the run's newest checkpoint\n"
             "  eval         evaluate eval.checkpoint (default: the run's newest checkpoint)\n"
+            "  predict      GLUE: write the test-set submission files of that checkpoint to\n"
+            "               <run.dir>/<run.name>/predictions/\n"
             "  quant-sites  list the model's quant sites and the rule (quant.rules) each one matched\n"
             "  config-docs  print the reference of every config key (configs/README.md)\n"
             "  config       print the resolved config\n");
@@ -58,6 +60,17 @@ static void print_glue_metrics(const char *prefix, const qft_glue_metrics *glue)
         snprintf(key, sizeof key, "%sscore", prefix);
         print_json_number(key, glue->score, 6);
     }
+}
+
+// MNLI's dev_mismatched evaluation (GLUE's MNLI-mm) next to the matched figures.
+static void print_mnli_mismatched(const char *prefix, const qft_mnli_mismatched *mm) {
+    if (!mm->present) return;
+    char key[80];
+    snprintf(key, sizeof key, "%smnli_mm_accuracy", prefix);
+    print_json_number(key, mm->accuracy, 6);
+    snprintf(key, sizeof key, "%smnli_mm_loss", prefix);
+    print_json_number(key, mm->loss, 6);
+    printf(", \"%smnli_mm_examples\": %ld", prefix, mm->examples);
 }
 
 static int fail(const char *command, const qft_error *err) {
@@ -96,8 +109,8 @@ int main(int argc, char **argv) {
         qft_config_write_docs(stdout);
         return 0;
     }
-    int known = strcmp(command, "train") == 0 || strcmp(command, "eval") == 0 || strcmp(command, "config") == 0 ||
-                strcmp(command, "quant-sites") == 0;
+    int known = strcmp(command, "train") == 0 || strcmp(command, "eval") == 0 || strcmp(command, "predict") == 0 ||
+                strcmp(command, "config") == 0 || strcmp(command, "quant-sites") == 0;
     if (!known) {
         fprintf(stderr, "qft: unknown command '%s'\n", command);
         usage(stderr);
@@ -141,7 +154,21 @@ int main(int argc, char **argv) {
         print_json_number("loss", ev.loss, 6);
         print_json_number("accuracy", ev.accuracy, 6);
         print_glue_metrics("", &ev.glue);
+        print_mnli_mismatched("", &ev.mnli_mm);
         printf("}\n");
+        return 0;
+    }
+    if (strcmp(command, "predict") == 0) {
+        qft_predict_summary pred;
+        if (qft_predict(&cfg, &pred, &err) != QFT_OK) return fail(command, &err);
+        printf("{\"command\": \"predict\", \"ok\": true, \"files\": [");
+        for (int k = 0; k < pred.file_count; k++) {
+            if (k) printf(", ");
+            print_json_string(pred.files[k]);
+        }
+        printf("], \"examples\": [");
+        for (int k = 0; k < pred.file_count; k++) printf("%s%ld", k ? ", " : "", pred.examples[k]);
+        printf("]}\n");
         return 0;
     }
 
@@ -160,6 +187,7 @@ int main(int argc, char **argv) {
     print_json_number("eval_loss", summary.eval_loss, 6);
     print_json_number("eval_accuracy", summary.eval_accuracy, 6);
     print_glue_metrics("eval_", &summary.glue);
+    print_mnli_mismatched("eval_", &summary.mnli_mm);
     print_json_number("train_seconds", summary.train_seconds, 2);
     print_json_number("ms_per_step", summary.ms_per_step, 3);
     print_json_number("peak_rss_mb", summary.peak_rss_mb, 1);

@@ -365,6 +365,19 @@ static void test_task_info(void) {
     CHECK(strcmp(qft_glue_split_file(qft_glue_task_find("mnli"), QFT_GLUE_DEV), "dev_matched.tsv") == 0 &&
               strcmp(qft_glue_split_file(qft_glue_task_find("rte"), QFT_GLUE_DEV), "dev.tsv") == 0,
           "split file names");
+    // The GLUE server's submission names (gluebenchmark.com's sample submission).
+    const char *submissions[] = {"CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv",
+                                 "MNLI-m.tsv", "QNLI.tsv", "RTE.tsv", "WNLI.tsv"};
+    for (int i = 0; i < QFT_GLUE_TASK_COUNT; i++) {
+        const qft_glue_task_info *info = qft_glue_task_by_id((qft_glue_task_id)i);
+        const char *file = qft_glue_submission_file(info, QFT_GLUE_TEST);
+        CHECK(file && strcmp(file, submissions[i]) == 0, "submission file of %s: %s", info->name, file ? file : "NULL");
+        CHECK(qft_glue_submission_file(info, QFT_GLUE_DEV) == NULL, "no submission file for %s dev", info->name);
+        CHECK((qft_glue_submission_file(info, QFT_GLUE_TEST_MISMATCHED) != NULL) == (i == QFT_GLUE_MNLI),
+              "mismatched submission file only for MNLI (%s)", info->name);
+    }
+    CHECK(strcmp(qft_glue_submission_file(qft_glue_task_find("mnli"), QFT_GLUE_TEST_MISMATCHED), "MNLI-mm.tsv") == 0,
+          "MNLI-mm.tsv");
 }
 
 int main(void) {

@@ -325,6 +325,72 @@ static void test_shape_mismatch(void) {
     qft_test_remove_temp_dir(dir);
 }
 
+// Index of a parameter by HF name (exits the test when absent: the model tables are fixed).
+static const qft_param *param_named(const qft_model *m, const char *name) {
+    for (int i = 0; i < m->table.count; i++)
+        if (strcmp(m->table.items[i].name, name) == 0) return &m->table.items[i];
+    fprintf(stderr, "no parameter %s\n", name);
+    exit(2);
+}
+
+// model.ignore_mismatched_sizes: hf_bert_cls has a 3-label classifier. A 5-label model refuses it
+// by default; with the flag the classifier keeps its init (listed on the log) while the encoder and
+// pooler load. A hidden-size mismatch is still an error with the flag.
+static void test_ignore_mismatched_sizes(void) {
+    qft_model_config mc;
+    qft_error err;
+    const char *weights = "tests/golden/hf_bert_cls/model.safetensors";
+    if (qft_hf_config_load("tests/golden/hf_bert_cls/config.json", &mc, &err) != QFT_OK) {
+        CHECK(0, "%s", err.message);
+        return;
+    }
+    mc.num_labels = 5;
+    qft_model m;
+    if (qft_model_create(&m, &mc, 1, 8, qft_backend_cpu(), 7, &err) != QFT_OK) {
+        CHECK(0, "%s", err.message);
+        return;
+    }
+    size_t n = m.table.total_floats;
+    float *before = malloc(n * sizeof(float)), *after = malloc(n * sizeof(float));
+    m.be->copy_to_host(before, m.params, n * sizeof(float));
+    qft_status s = qft_model_import(&m, weights, NULL, NULL, &err);
+    CHECK(s == QFT_ERR_SHAPE && strstr(err.message, "classifier.weight"),
+          "5-label model from a 3-label checkpoint without the flag: status %d, '%s'", (int)s, err.message);
+    log_capture log;
+    log_open(&log);
+    int missing = -1;
+    s = qft_model_import_pretrained(&m, weights, 1, log.stream, &missing, &err);
+    log_close(&log);
+    CHECK(s == QFT_OK, "ignore_mismatched_sizes: %s", err.message);
+    CHECK(missing == 2 && count_lines_with(log.text, "model.ignore_mismatched_sizes") == 2 &&
+              strstr(log.text, "'classifier.weight' has shape [3, 8], the model's is [5, 8]") &&
+              strstr(log.text, "'classifier.bias' has shape [3], the model's is [5]"),
+          "expected the two classifier tensors reported, got %d: %s", missing, log.text);
+    m.be->copy_to_host(after, m.params, n * sizeof(float));
+    const qft_param *head = param_named(&m, "classifier.weight");
+    const qft_param *word = param_named(&m, "bert.embeddings.word_embeddings.weight");
+    CHECK(memcmp(before + head->offset, after + head->offset, head->numel * sizeof(float)) == 0,
+          "the mismatched classifier should keep its init");
+    CHECK(memcmp(before + word->offset, after + word->offset, word->numel * sizeof(float)) != 0,
+          "the encoder should load from the checkpoint");
+    free(log.text);
+    free(before);
+    free(after);
+    qft_model_free(&m);
+
+    mc.num_labels = 3;
+    mc.hidden_size = 12;
+    mc.num_heads = 2;
+    if (qft_model_create(&m, &mc, 1, 8, qft_backend_cpu(), 7, &err) != QFT_OK) {
+        CHECK(0, "%s", err.message);
+        return;
+    }
+    s = qft_model_import_pretrained(&m, weights, 1, NULL, NULL, &err);
+    CHECK(s == QFT_ERR_SHAPE && strstr(err.message, "embeddings"),
+          "an encoder shape mismatch must fail even with the flag: status %d, '%s'", (int)s, err.message);
+    qft_model_free(&m);
+}
+
 static uint32_t float_bits(float x) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
@@ -376,6 +442,7 @@ int main(void) {
     test_bert("bert_bare", 0, 0);
     test_bert("bert_cls", 0, 1);
     test_shape_mismatch();
+    test_ignore_mismatched_sizes();
     test_bf16();
     QFT_TEST_SUMMARY();
 }

@@ -1,5 +1,5 @@
 // In-memory labelled datasets the trainer draws batches from: Fashion-MNIST images (IDX), a
-// synthetic text task and GLUE tasks (tokenized once at open time), behind one interface that fills a host qft_batch from a list of indices.
+// synthetic text task and GLUE tasks (tokenized at open time or read from the token cache), behind one interface that fills a host qft_batch from a list of indices.
 #ifndef QFT_DATA_DATASET_H
 #define QFT_DATA_DATASET_H
 
@@ -27,6 +27,9 @@ typedef struct {
     float *mask;
     float *targets;  // regression targets (GLUE STS-B), else NULL
     const qft_glue_task_info *glue_task;  // data.dataset glue: the task, else NULL
+    int has_labels;           // 0 for the GLUE test splits (their files have none; labels hold 0)
+    int token_cache_hit;      // glue: the rows came from the token cache
+    int token_cache_rejected; // glue: a cache file was there but failed validation (rebuilt)
     // imagefolder: <data.path>/train or /val, decoded by a threaded loader created on the first batch
     // (its batch size is the batch buffer's capacity). Training split: train transform, shuffled,
     // drop_last; evaluation split: eval transform, in folder order, short last batch.
@@ -47,7 +50,18 @@ typedef struct {
     qft_batch batch;  // points into the buffers above
 } qft_batch_buffer;
 
-// split: 0 = train, 1 = evaluation (GLUE: dev, MNLI dev_matched). Applies data.train_limit / data.eval_limit.
+// Splits qft_dataset_open reads. Every dataset has train and evaluation (GLUE: dev, MNLI
+// dev_matched); the mismatched and test splits are GLUE's (mismatched: MNLI only).
+enum {
+    QFT_SPLIT_TRAIN = 0,
+    QFT_SPLIT_EVAL = 1,
+    QFT_SPLIT_EVAL_MISMATCHED = 2,  // MNLI dev_mismatched
+    QFT_SPLIT_TEST = 3,             // GLUE test (MNLI test_matched): no labels
+    QFT_SPLIT_TEST_MISMATCHED = 4,  // MNLI test_mismatched
+};
+
+// Opens one split (QFT_SPLIT_*). data.train_limit applies to the training split, data.eval_limit
+// to every other one.
 qft_status qft_dataset_open(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err);
 void qft_dataset_free(qft_dataset *ds);
 

@@ -113,6 +113,19 @@ const char *qft_glue_split_file(const qft_glue_task_info *task, qft_glue_split s
     }
 }
 
+const char *qft_glue_submission_file(const qft_glue_task_info *task, qft_glue_split split) {
+    // Spelled out, not built from dir_name, so the table reads like the GLUE site's list.
+    static const char *files[QFT_GLUE_TASK_COUNT] = {
+        [QFT_GLUE_COLA] = "CoLA.tsv", [QFT_GLUE_SST2] = "SST-2.tsv", [QFT_GLUE_MRPC] = "MRPC.tsv",
+        [QFT_GLUE_STSB] = "STS-B.tsv", [QFT_GLUE_QQP] = "QQP.tsv",   [QFT_GLUE_MNLI] = "MNLI-m.tsv",
+        [QFT_GLUE_QNLI] = "QNLI.tsv",  [QFT_GLUE_RTE] = "RTE.tsv",   [QFT_GLUE_WNLI] = "WNLI.tsv",
+    };
+    if (!task) return NULL;
+    if (split == QFT_GLUE_TEST) return files[task->id];
+    if (split == QFT_GLUE_TEST_MISMATCHED && task->id == QFT_GLUE_MNLI) return "MNLI-mm.tsv";
+    return NULL;
+}
+
 qft_status qft_glue_split_path(const char *glue_dir, const char *task, qft_glue_split split, char *path,
                                size_t path_size, qft_error *err) {
     const qft_glue_task_info *info = qft_glue_task_find(task);

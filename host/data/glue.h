@@ -79,6 +79,11 @@ const qft_glue_task_info *qft_glue_task_by_id(qft_glue_task_id id);
 // (the mismatched splits exist for MNLI only).
 const char *qft_glue_split_file(const qft_glue_task_info *task, qft_glue_split split);
 
+// The GLUE server's submission file name for a test split: "CoLA.tsv", "SST-2.tsv", "MRPC.tsv",
+// "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv" / "MNLI-mm.tsv", "QNLI.tsv", "RTE.tsv", "WNLI.tsv" (the
+// directory name, except for MNLI's two). NULL for train and dev splits.
+const char *qft_glue_submission_file(const qft_glue_task_info *task, qft_glue_split split);
+
 // Writes "<glue_dir>/<dir_name>/<split file>" into path; error if the split does not exist for the
 // task or the path does not fit.
 qft_status qft_glue_split_path(const char *glue_dir, const char *task, qft_glue_split split, char *path,

@@ -114,6 +114,8 @@ static const config_key config_keys[] = {
            "Hugging Face config.json: the architecture keys (type, sizes, heads, act, eps, vocab, "
            "positions, image/patch/channels, labels, dropout) start from it; model keys written in "
            "the YAML or as overrides still win. Empty = none."),
+    BOOL("model.ignore_mismatched_sizes", model.ignore_mismatched_sizes, 0,
+         "model.init_from: a head tensor (classifier, DeiT heads, pooler) whose shape differs from the model's (a checkpoint fine-tuned for another number of labels) keeps its random init and is listed on stderr instead of failing, as Hugging Face's from_pretrained(ignore_mismatched_sizes=True); any other shape mismatch is still an error."),
     REAL("model.init_std", model.init_std, 0.02, 0, CLOSED, 1, CLOSED,
          "Standard deviation of the random weight init."),
 

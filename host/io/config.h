@@ -38,6 +38,7 @@ typedef struct {
     int pooler;                  // model.pooler (bool)
     char init_from[QFT_STR_MAX]; // model.init_from: safetensors to import ("" = random init)
     char hf_config[QFT_STR_MAX]; // model.hf_config: Hugging Face config.json giving the architecture
+    int ignore_mismatched_sizes; // model.ignore_mismatched_sizes (bool): re-init heads of another shape
     double init_std;             // model.init_std
 } qft_model_config;
 

@@ -147,6 +147,14 @@ void qft_model_read_hidden(const qft_model *m, float *host_hidden);
 // *missing_head (may be NULL) receives the number of head tensors left at their init.
 qft_status qft_model_import(qft_model *m, const char *path, FILE *log, int *missing_head, qft_error *err);
 
+// The same, for fine-tuning from a pretrained checkpoint (model.init_from). With
+// ignore_mismatched_sizes (Hugging Face from_pretrained's flag), a head tensor (classifier, DeiT's
+// heads, pooler) whose shape differs from the model's keeps its init, is listed on log and counted
+// in *missing_head, as a checkpoint fine-tuned for another number of labels needs; any other shape
+// mismatch is still an error.
+qft_status qft_model_import_pretrained(qft_model *m, const char *path, int ignore_mismatched_sizes, FILE *log,
+                                       int *missing_head, qft_error *err);
+
 // Writes every parameter under its HF name, as F32, F16 or BF16 (dtype from host/io/safetensors.h).
 qft_status qft_model_export(const qft_model *m, const char *path, int dtype, qft_error *err);
 

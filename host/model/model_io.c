@@ -32,7 +32,20 @@ static int matches_param(const qft_model *m, const char *tensor_name) {
     return 0;
 }
 
+// Whether tensor t has exactly the shape of parameter p.
+static int same_shape(const qft_tensor_info *t, const qft_param *p) {
+    if (t->ndim != p->ndim) return 0;
+    for (int d = 0; d < p->ndim; d++)
+        if (t->shape[d] != p->shape[d]) return 0;
+    return 1;
+}
+
 qft_status qft_model_import(qft_model *m, const char *path, FILE *log, int *missing_head, qft_error *err) {
+    return qft_model_import_pretrained(m, path, 0, log, missing_head, err);
+}
+
+qft_status qft_model_import_pretrained(qft_model *m, const char *path, int ignore_mismatched_sizes, FILE *log,
+                                       int *missing_head, qft_error *err) {
     qft_safetensors st;
     qft_status status = qft_safetensors_open(&st, path, err);
     if (status != QFT_OK) return status;
@@ -56,6 +69,18 @@ qft_status qft_model_import(qft_model *m, const char *path, FILE *log, int *miss
             }
             status = qft_fail(err, QFT_ERR_SHAPE, "%s: missing tensor '%s'", path, p->name);
             break;
+        }
+        // A head trained for another label set (HF's ignore_mismatched_sizes): keep our init.
+        if (ignore_mismatched_sizes && p->is_head && !same_shape(t, p)) {
+            heads_missing++;
+            if (log) {
+                fprintf(log, "%s: head tensor '%s' has shape [", path, t->name);
+                for (int d = 0; d < t->ndim; d++) fprintf(log, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+                fprintf(log, "], the model's is [");
+                for (int d = 0; d < p->ndim; d++) fprintf(log, "%s%lld", d ? ", " : "", (long long)p->shape[d]);
+                fprintf(log, "]: newly initialized (model.ignore_mismatched_sizes)\n");
+            }
+            continue;
         }
         status = qft_safetensors_expect(&st, t->name, p->ndim, p->shape, NULL, err);
         if (status == QFT_OK) status = qft_safetensors_read_f32(&st, t, host + p->offset, err);

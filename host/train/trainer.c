@@ -1,5 +1,6 @@
 // Training loop: data order from (seed, epoch), gradient accumulation, AdamW, logging to
-// metrics.jsonl and a TTY progress bar, periodic/final/signal checkpoints, resume, evaluation.
+// metrics.jsonl and a TTY progress bar, periodic/final/signal checkpoints, resume, evaluation
+// (MNLI: matched and mismatched) and GLUE test-set submission files.
 #include "trainer.h"
 
 #include <errno.h>
@@ -55,6 +56,19 @@ static void apply_threads(const qft_config *cfg) {
     if (cfg->run.threads > 0) omp_set_num_threads(cfg->run.threads);
 }
 
+static int is_mnli(const qft_dataset *ds) { return ds->glue_task && ds->glue_task->id == QFT_GLUE_MNLI; }
+
+// The checkpoint `qft eval` and `qft predict` use: eval.checkpoint, else the run's newest.
+static qft_status eval_checkpoint_path(const qft_config *cfg, char *path, size_t size, qft_error *err) {
+    char run_dir[1100];
+    run_dir_of(cfg, run_dir, sizeof run_dir);
+    if (cfg->eval.checkpoint[0]) snprintf(path, size, "%s", cfg->eval.checkpoint);
+    else if (!qft_checkpoint_latest(run_dir, path, size))
+        return qft_fail(err, QFT_ERR_IO, "%s: no checkpoint to evaluate (train first, or set eval.checkpoint)",
+                        run_dir);
+    return QFT_OK;
+}
+
 // GLUE metrics of one evaluation (only for data.dataset glue; count 0 otherwise).
 typedef struct {
     qft_eval_summary base;
@@ -63,7 +77,18 @@ typedef struct {
     int imagefolder;   // data.dataset imagefolder: skipped / corrupt are reported
     long skipped;      // files of the eval folder skipped at scan time
     long corrupt;      // failed decodes during this evaluation
+    qft_mnli_mismatched mnli_mm;  // MNLI: the dev_mismatched evaluation
 } eval_result;
+
+// The prediction a head's output row stands for: the argmax class (first on ties), or the score of
+// a regression head.
+static float head_prediction(const float *row, int num_labels) {
+    if (num_labels == 1) return row[0];
+    int best = 0;
+    for (int j = 1; j < num_labels; j++)
+        if (row[j] > row[best]) best = j;
+    return (float)best;
+}
 
 // Evaluation over the whole split in eval_batch_size chunks; no dropout. Classification accuracy
 // is the argmax's; a regression head (num_labels 1) has a loss (MSE) and no accuracy (NaN, printed
@@ -100,16 +125,11 @@ static void evaluate_dataset(qft_model *model, qft_dataset *ds, qft_batch_buffer
         qft_model_read_logits(model, logits);
         for (int i = 0; i < n; i++) {
             const float *row = logits + (size_t)i * model->num_labels;
-            float prediction, truth;
+            float prediction = head_prediction(row, model->num_labels), truth;
             if (model->num_labels > 1) {
-                int best = 0;
-                for (int j = 1; j < model->num_labels; j++)
-                    if (row[j] > row[best]) best = j;
-                correct += best == buf->batch.labels[i];
-                prediction = (float)best;
+                correct += (int)prediction == buf->batch.labels[i];
                 truth = (float)buf->batch.labels[i];
             } else {
-                prediction = row[0];
                 truth = buf->batch.targets ? buf->batch.targets[i] : 0.0f;
             }
             if (glue) {
@@ -144,6 +164,17 @@ static void evaluate_dataset(qft_model *model, qft_dataset *ds, qft_batch_buffer
     free(truths);
 }
 
+// evaluate_dataset on the evaluation split and, for MNLI (mismatched has examples), on
+// dev_mismatched too: GLUE reports MNLI-m and MNLI-mm.
+static void evaluate_splits(qft_model *model, qft_dataset *ds, qft_dataset *mismatched, qft_batch_buffer *buf,
+                            int batch_size, eval_result *out) {
+    evaluate_dataset(model, ds, buf, batch_size, out);
+    if (mismatched->count == 0) return;
+    eval_result mm;
+    evaluate_dataset(model, mismatched, buf, batch_size, &mm);
+    out->mnli_mm = (qft_mnli_mismatched){1, mm.base.examples, mm.base.loss, mm.base.accuracy};
+}
+
 // `, "key": value` with %.6f, or null for NaN/inf (not JSON numbers).
 static void json_number(FILE *f, const char *key, double value) {
     if (isfinite(value)) fprintf(f, ", \"%s\": %.6f", key, value);
@@ -151,7 +182,8 @@ static void json_number(FILE *f, const char *key, double value) {
 }
 
 // The metrics.jsonl line of one evaluation: eval_loss, eval_accuracy, eval_examples and, for GLUE,
-// eval_<metric> for each of the task's metrics plus eval_score (their mean, the GLUE task score).
+// eval_<metric> for each of the task's metrics plus eval_score (their mean, the GLUE task score);
+// MNLI adds eval_mnli_mm_loss, eval_mnli_mm_accuracy and eval_mnli_mm_examples (dev_mismatched).
 static void write_eval_line(FILE *f, long step, const eval_result *ev) {
     fprintf(f, "{\"step\": %ld", step);
     json_number(f, "eval_loss", ev->base.loss);
@@ -168,6 +200,11 @@ static void write_eval_line(FILE *f, long step, const eval_result *ev) {
         }
         json_number(f, "eval_score", ev->glue.score);
     }
+    if (ev->mnli_mm.present) {
+        json_number(f, "eval_mnli_mm_loss", ev->mnli_mm.loss);
+        json_number(f, "eval_mnli_mm_accuracy", ev->mnli_mm.accuracy);
+        fprintf(f, ", \"eval_mnli_mm_examples\": %ld", ev->mnli_mm.examples);
+    }
     fprintf(f, "}\n");
 }
 
@@ -179,6 +216,7 @@ static void print_eval_line(const char *prefix, const eval_result *ev) {
         fprintf(stderr, " (GLUE %s:", ev->task);
         for (int k = 0; k < ev->glue.count; k++) fprintf(stderr, " %s %.4f", ev->glue.names[k], ev->glue.values[k]);
         if (ev->glue.count > 1) fprintf(stderr, ", score %.4f", ev->glue.score);
+        if (ev->mnli_mm.present) fprintf(stderr, "; mismatched: accuracy %.4f", ev->mnli_mm.accuracy);
         fprintf(stderr, ")");
     }
     fprintf(stderr, "\n");
@@ -196,7 +234,7 @@ static void progress_bar(long step, long total, double loss, double its, double 
 typedef struct {
     qft_model model;
     qft_optimizer opt;
-    qft_dataset train, eval;
+    qft_dataset train, eval, eval_mm;  // eval_mm: MNLI dev_mismatched, else empty
     qft_batch_buffer train_buf, eval_buf;
     int *order;
     FILE *metrics;
@@ -209,6 +247,7 @@ static void train_state_free(train_state *s) {
     qft_batch_buffer_free(&s->eval_buf);
     qft_dataset_free(&s->train);
     qft_dataset_free(&s->eval);
+    qft_dataset_free(&s->eval_mm);
     if (s->model.be) qft_optimizer_free(&s->opt, &s->model);
     qft_model_free(&s->model);
 }
@@ -234,8 +273,9 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     snprintf(path, sizeof path, "%s/config.yaml", run_dir);
     TRY(qft_config_write(cfg, path, err));
 
-    TRY(qft_dataset_open(&s.train, cfg, 0, err));
-    TRY(qft_dataset_open(&s.eval, cfg, 1, err));
+    TRY(qft_dataset_open(&s.train, cfg, QFT_SPLIT_TRAIN, err));
+    TRY(qft_dataset_open(&s.eval, cfg, QFT_SPLIT_EVAL, err));
+    if (is_mnli(&s.eval)) TRY(qft_dataset_open(&s.eval_mm, cfg, QFT_SPLIT_EVAL_MISMATCHED, err));
     // Evaluation during training reuses the training activations, so it runs in chunks of at most
     // the training batch (a larger eval batch would size every activation buffer for it).
     int B = cfg->data.batch_size;
@@ -256,7 +296,8 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     s.model.label_smoothing = (float)hp->label_smoothing;
     if (cfg->model.init_from[0]) {
         int missing_head = 0;
-        TRY(qft_model_import(&s.model, cfg->model.init_from, stderr, &missing_head, err));
+        TRY(qft_model_import_pretrained(&s.model, cfg->model.init_from, cfg->model.ignore_mismatched_sizes, stderr,
+                                        &missing_head, err));
     }
     TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, err));
     TRY(qft_batch_buffer_init(&s.train_buf, &s.train, B, err));
@@ -357,7 +398,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         int eval_now = (hp->eval_every > 0 && step % hp->eval_every == 0) || epoch_end || step == total_steps;
         if (eval_now) {
             eval_result ev;
-            evaluate_dataset(&s.model, &s.eval, &s.eval_buf, EB, &ev);
+            evaluate_splits(&s.model, &s.eval, &s.eval_mm, &s.eval_buf, EB, &ev);
             write_eval_line(s.metrics, step, &ev);
             fflush(s.metrics);
             if (tty) fprintf(stderr, "\n");
@@ -367,6 +408,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             out->eval_loss = ev.base.loss;
             out->eval_accuracy = ev.base.accuracy;
             out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
+            out->mnli_mm = ev.mnli_mm;
         }
         if (hp->checkpoint_every > 0 && step % hp->checkpoint_every == 0 && step != total_steps)
             TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
@@ -376,10 +418,11 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     if (s.opt.step == start_step && !out->interrupted) {
         // Nothing left to train (a finished run resumed): still report where the model stands.
         eval_result ev;
-        evaluate_dataset(&s.model, &s.eval, &s.eval_buf, EB, &ev);
+        evaluate_splits(&s.model, &s.eval, &s.eval_mm, &s.eval_buf, EB, &ev);
         out->eval_loss = ev.base.loss;
         out->eval_accuracy = ev.base.accuracy;
         out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
+        out->mnli_mm = ev.mnli_mm;
     }
     TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
                             sizeof out->checkpoint, err));
@@ -407,33 +450,118 @@ qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error 
     memset(out, 0, sizeof *out);
     apply_threads(cfg);
     qft_model model;
+    qft_dataset ds, mismatched;
+    qft_batch_buffer buf;
+    memset(&model, 0, sizeof model);
+    memset(&ds, 0, sizeof ds);
+    memset(&mismatched, 0, sizeof mismatched);
+    memset(&buf, 0, sizeof buf);
+    qft_status status = QFT_OK;
+    char path[2200];
+    TRY(eval_checkpoint_path(cfg, path, sizeof path, err));
+    int EB = cfg->data.eval_batch_size;
+    TRY(qft_dataset_open(&ds, cfg, QFT_SPLIT_EVAL, err));
+    if (is_mnli(&ds)) TRY(qft_dataset_open(&mismatched, cfg, QFT_SPLIT_EVAL_MISMATCHED, err));
+    TRY(qft_model_create(&model, &cfg->model, EB, cfg->data.max_seq_len, qft_backend_cpu(), (uint64_t)cfg->run.seed,
+                         err));
+    TRY(qft_model_import(&model, path, NULL, NULL, err));
+    TRY(qft_batch_buffer_init(&buf, &ds, EB, err));
+    eval_result ev;
+    evaluate_splits(&model, &ds, &mismatched, &buf, EB, &ev);
+    *out = ev.base;
+    out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
+    out->mnli_mm = ev.mnli_mm;
+    if (ev.task) print_eval_line("", &ev);  // the GLUE metrics (the JSON line has loss and accuracy)
+    if (ev.imagefolder)
+        fprintf(stderr, "imagefolder: val %ld file(s) skipped, %ld failed decode(s)\n", ev.skipped, ev.corrupt);
+done:
+    qft_batch_buffer_free(&buf);
+    qft_dataset_free(&ds);
+    qft_dataset_free(&mismatched);
+    qft_model_free(&model);
+    return status;
+}
+
+// Predicts every example of a test split and writes the submission file: "index\tprediction" rows
+// in file order (the index GLUE expects is the row's position), class label names or STS-B scores.
+static qft_status predict_split(qft_model *model, qft_dataset *ds, qft_batch_buffer *buf, int batch_size,
+                                const char *path, qft_error *err) {
+    const qft_glue_task_info *task = ds->glue_task;
+    int *indices = malloc((size_t)batch_size * sizeof(int));
+    float *logits = malloc((size_t)batch_size * model->num_labels * sizeof(float));
+    char tmp[2300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = indices && logits ? fopen(tmp, "w") : NULL;
+    qft_status status = QFT_OK;
+    if (!f) {
+        status = indices && logits ? qft_fail(err, QFT_ERR_IO, "%s: cannot open for writing: %s", tmp, strerror(errno))
+                                   : qft_fail(err, QFT_ERR_OOM, "out of memory for a prediction batch");
+        goto done;
+    }
+    fprintf(f, "index\tprediction\n");
+    for (int start = 0; start < ds->count && status == QFT_OK; start += batch_size) {
+        int n = ds->count - start < batch_size ? ds->count - start : batch_size;
+        for (int i = 0; i < n; i++) indices[i] = start + i;
+        qft_dataset_fill(ds, indices, n, buf);
+        status = qft_model_set_batch(model, &buf->batch, err);
+        if (status != QFT_OK) break;
+        qft_model_forward(model, 0, 0, 0);
+        qft_model_read_logits(model, logits);
+        for (int i = 0; i < n; i++) {
+            float prediction = head_prediction(logits + (size_t)i * model->num_labels, model->num_labels);
+            if (task->is_regression) fprintf(f, "%d\t%.3f\n", start + i, (double)prediction);
+            else fprintf(f, "%d\t%s\n", start + i, task->label_names[(int)prediction]);
+        }
+    }
+    int write_failed = ferror(f);
+    write_failed |= fclose(f) != 0;
+    if (status == QFT_OK && write_failed) status = qft_fail(err, QFT_ERR_IO, "%s: write failed", tmp);
+    if (status == QFT_OK && rename(tmp, path) != 0)
+        status = qft_fail(err, QFT_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+    if (status != QFT_OK) unlink(tmp);
+done:
+    free(indices);
+    free(logits);
+    return status;
+}
+
+qft_status qft_predict(const qft_config *cfg, qft_predict_summary *out, qft_error *err) {
+    memset(out, 0, sizeof *out);
+    if (strcmp(cfg->data.dataset, "glue") != 0)
+        return qft_fail(err, QFT_ERR_INVALID, "data.dataset: qft predict writes GLUE test-set submissions, so it "
+                        "needs glue, got %s", cfg->data.dataset);
+    apply_threads(cfg);
+    qft_model model;
     qft_dataset ds;
     qft_batch_buffer buf;
     memset(&model, 0, sizeof model);
     memset(&ds, 0, sizeof ds);
     memset(&buf, 0, sizeof buf);
     qft_status status = QFT_OK;
-    char run_dir[1100], path[2200];
-    run_dir_of(cfg, run_dir, sizeof run_dir);
-    if (cfg->eval.checkpoint[0]) {
-        snprintf(path, sizeof path, "%s", cfg->eval.checkpoint);
-    } else if (!qft_checkpoint_latest(run_dir, path, sizeof path)) {
-        return qft_fail(err, QFT_ERR_IO, "%s: no checkpoint to evaluate (train first, or set eval.checkpoint)",
-                        run_dir);
-    }
+    char path[2200], run_dir[1100], dir[1200];
+    TRY(eval_checkpoint_path(cfg, path, sizeof path, err));
     int EB = cfg->data.eval_batch_size;
-    TRY(qft_dataset_open(&ds, cfg, 1, err));
     TRY(qft_model_create(&model, &cfg->model, EB, cfg->data.max_seq_len, qft_backend_cpu(), (uint64_t)cfg->run.seed,
                          err));
     TRY(qft_model_import(&model, path, NULL, NULL, err));
-    TRY(qft_batch_buffer_init(&buf, &ds, EB, err));
-    eval_result ev;
-    evaluate_dataset(&model, &ds, &buf, EB, &ev);
-    *out = ev.base;
-    out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
-    if (ev.task) print_eval_line("", &ev);  // the GLUE metrics (the JSON line has loss and accuracy)
-    if (ev.imagefolder)
-        fprintf(stderr, "imagefolder: val %ld file(s) skipped, %ld failed decode(s)\n", ev.skipped, ev.corrupt);
+    run_dir_of(cfg, run_dir, sizeof run_dir);
+    snprintf(dir, sizeof dir, "%s/predictions", run_dir);
+    TRY(make_dirs(dir, err));
+    // MNLI has two test splits (matched, mismatched), every other task one.
+    int splits[QFT_PREDICT_MAX_FILES] = {QFT_SPLIT_TEST, QFT_SPLIT_TEST_MISMATCHED}, mnli = 0;
+    for (int k = 0; k < QFT_PREDICT_MAX_FILES && (k == 0 || mnli); k++) {
+        TRY(qft_dataset_open(&ds, cfg, splits[k], err));
+        mnli = is_mnli(&ds);
+        const char *file =
+            qft_glue_submission_file(ds.glue_task, splits[k] == QFT_SPLIT_TEST ? QFT_GLUE_TEST : QFT_GLUE_TEST_MISMATCHED);
+        if (!buf.capacity) TRY(qft_batch_buffer_init(&buf, &ds, EB, err));
+        snprintf(out->files[k], sizeof out->files[k], "%s/%s", dir, file);
+        TRY(predict_split(&model, &ds, &buf, EB, out->files[k], err));
+        out->examples[k] = ds.count;
+        out->file_count = k + 1;
+        fprintf(stderr, "predict: %s: %d test examples\n", out->files[k], ds.count);
+        qft_dataset_free(&ds);
+    }
 done:
     qft_batch_buffer_free(&buf);
     qft_dataset_free(&ds);
