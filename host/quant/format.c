@@ -2,6 +2,7 @@
 // names configs use.
 #include "format.h"
 
+#include <stdio.h>
 #include <string.h>
 
 qft_quant_format qft_quant_format_default(void) {
@@ -62,3 +63,24 @@ const char *qft_quant_kind_name(qft_quant_kind k) { return kind_names[k]; }
 const char *qft_quant_granularity_name(qft_quant_granularity g) { return granularity_names[g]; }
 const char *qft_calibrator_name(qft_calibrator_kind c) { return calibrator_names[c]; }
 const char *qft_quant_learn_name(qft_quant_learn l) { return learn_names[l]; }
+
+void qft_quant_format_describe(const qft_quant_format *f, char *buf, size_t cap) {
+    if (!f->enabled) {
+        snprintf(buf, cap, "fp");
+        return;
+    }
+    char granularity[48];
+    if (f->granularity == QFT_GRAN_GROUP) snprintf(granularity, sizeof granularity, "group %d", f->group_size);
+    else if (f->granularity == QFT_GRAN_PEG) snprintf(granularity, sizeof granularity, "peg K=%d", f->peg_groups);
+    else snprintf(granularity, sizeof granularity, "per-%s", qft_quant_granularity_name(f->granularity));
+    if (f->kind != QFT_QUANT_UNIFORM) {
+        snprintf(buf, cap, "%s %d-bit, %s", qft_quant_kind_name(f->kind), f->bits, qft_calibrator_name(f->calibrator));
+        return;
+    }
+    char learn[24] = "";
+    if (f->learn != QFT_LEARN_NONE) snprintf(learn, sizeof learn, ", learn %s", qft_quant_learn_name(f->learn));
+    snprintf(buf, cap, "int%d %s %s%s %s, %s%s", f->bits, f->is_signed ? "signed" : "unsigned",
+             f->symmetric ? "symmetric" : "asymmetric", f->narrow ? " narrow" : "", granularity,
+             qft_calibrator_name(f->calibrator), learn);
+}
+

@@ -4,6 +4,7 @@
 #define QFT_QUANT_FORMAT_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum {
@@ -98,6 +99,9 @@ static inline float qft_log_dequant(float x, float s, int bits, int sqrt2, int *
     if (!sqrt2) return ldexpf(s, -q);
     return ldexpf((q & 1) ? s * 1.41421356237309505f : s, -((q + 1) >> 1));
 }
+
+// One line describing a format, e.g. "int4 signed symmetric per-channel, minmax"; "fp" when disabled.
+void qft_quant_format_describe(const qft_quant_format *f, char *buf, size_t cap);
 
 // Parse / print enum names used in configs ("uniform", "log2", "log_sqrt2"; "tensor", "channel",
 // "group", "peg"; "minmax", "ema", "percentile", "mse", "omse", "entropy"; "none", "lsq", "lsq_plus").

@@ -7,26 +7,6 @@
 #include "../backend/backend.h"
 #include "../model/model.h"
 
-void qft_quant_format_describe(const qft_quant_format *f, char *buf, size_t cap) {
-    if (!f->enabled) {
-        snprintf(buf, cap, "fp");
-        return;
-    }
-    char granularity[48];
-    if (f->granularity == QFT_GRAN_GROUP) snprintf(granularity, sizeof granularity, "group %d", f->group_size);
-    else if (f->granularity == QFT_GRAN_PEG) snprintf(granularity, sizeof granularity, "peg K=%d", f->peg_groups);
-    else snprintf(granularity, sizeof granularity, "per-%s", qft_quant_granularity_name(f->granularity));
-    if (f->kind != QFT_QUANT_UNIFORM) {
-        snprintf(buf, cap, "%s %d-bit, %s", qft_quant_kind_name(f->kind), f->bits, qft_calibrator_name(f->calibrator));
-        return;
-    }
-    char learn[24] = "";
-    if (f->learn != QFT_LEARN_NONE) snprintf(learn, sizeof learn, ", learn %s", qft_quant_learn_name(f->learn));
-    snprintf(buf, cap, "int%d %s %s%s %s, %s%s", f->bits, f->is_signed ? "signed" : "unsigned",
-             f->symmetric ? "symmetric" : "asymmetric", f->narrow ? " narrow" : "", granularity,
-             qft_calibrator_name(f->calibrator), learn);
-}
-
 static const char *role_text(qft_site_role role) {
     static const char *const names[] = {"weight", "input", "output", "probs"};
     return names[role];

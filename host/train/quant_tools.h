@@ -15,7 +15,4 @@ typedef struct {
 // Lists every quant site of the configured model with its role, shape and matching rule on `out`.
 qft_status qft_quant_sites(const qft_config *cfg, FILE *out, qft_quant_sites_summary *summary, qft_error *err);
 
-// One line describing a format, e.g. "int4 signed symmetric per-channel, minmax" or "fp" when disabled.
-void qft_quant_format_describe(const qft_quant_format *f, char *buf, size_t cap);
-
 #endif
