@@ -1183,6 +1183,7 @@ static void yaml_write_quoted(FILE *out, const char *s, size_t len) {
 }
 
 // One value as a plain number (it loads back as a list of one), more as a flow sequence "[a, b, c]".
+#define LIST_TEXT_CAP (QFT_REAL_LIST_MAX * 44 + 4)  // 40 per number, ", " between, brackets
 static void list_format_yaml(char *buf, size_t cap, const qft_real_list *list) {
     if (list->count == 1) {
         real_format_yaml(buf, cap, list->values[0]);
@@ -1207,7 +1208,7 @@ static void value_write_yaml(FILE *out, const qft_config *cfg, const config_key 
         fputs(buf, out);
         break;
     case KEY_REAL_LIST: {
-        char text[QFT_REAL_LIST_MAX * 44 + 4];
+        char text[LIST_TEXT_CAP];
         list_format_yaml(text, sizeof text, (const qft_real_list *)field_cptr(cfg, key));
         fputs(text, out);
         break;
@@ -1284,7 +1285,7 @@ static void markdown_default(char *buf, size_t cap, const config_key *key) {
         break;
     }
     case KEY_REAL_LIST: {
-        char text[QFT_REAL_LIST_MAX * 44 + 4];
+        char text[LIST_TEXT_CAP];
         list_format_yaml(text, sizeof text, &key->list_default);
         snprintf(buf, cap, "`%s`", text);
         break;
