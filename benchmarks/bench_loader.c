@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
     long images = 0;
     double checksum = 0, t0 = now_s(), c0 = cpu_s();
     for (int epoch = 0; epoch < epochs; epoch++) {
-        qft_loader_start_epoch(loader, (uint64_t)epoch, &err);
+        qft_loader_start_epoch(loader, (uint64_t)epoch, 0, &err);
         qft_loader_batch batch;
         int rc;
         while ((rc = qft_loader_next(loader, &batch, &err)) == 1) {

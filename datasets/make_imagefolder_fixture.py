@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
 """Writes a small ImageNet-format folder (<out>/<class>/<files>) made from real Fashion-MNIST images.
 
-Python standard library only (gzip, struct, zlib), so CI needs no imaging package: images are
-written as PNG, BMP and binary PPM, upscaled (bilinear) to varied sizes and tinted per class.
-Also writes the files the loader must skip: a corrupt PNG, a PNG cut after its header, a text
-file, plus a hidden file that is ignored. Deterministic: the same bytes on every run.
+By default Python's standard library only (gzip, struct, zlib), so the C tests need no imaging
+package: images are written as PNG, BMP and binary PPM, upscaled (bilinear) to varied sizes and
+tinted per class. With --jpeg every image is a JPEG written by Pillow, as ImageNet's are (named
+*.JPEG; baseline 4:2:0, progressive, 4:4:4 and greyscale in turn); without Pillow the script exits
+77 (the tests' "skipped" code). Also writes the files the loader must skip: a corrupt image, one cut
+after its header, a text file, plus a hidden file that is ignored. Deterministic: the same bytes on
+every run (for --jpeg, with the same Pillow and libjpeg).
 
-usage: make_imagefolder_fixture.py OUT_DIR [FASHION_MNIST_DIR]
-Layout (tests/test_imagefolder.c relies on it):
+usage: make_imagefolder_fixture.py [--jpeg] OUT_DIR [FASHION_MNIST_DIR]
+Layout (tests/test_imagefolder.c and tests/cli/imagefolder_train.sh rely on it; EXT is png, bmp or
+ppm in turn, or JPEG with --jpeg):
   Sneaker/    3 images                         (uppercase sorts before lowercase)
   bag/        3 images + notes.txt (skipped) + .DS_Store (ignored)
-  coat/       2 images + broken.png (skipped) + truncated.png (header ok, data cut)
+  coat/       2 images + broken.EXT (skipped) + truncated.EXT (header ok, data cut)
   coat/extra/ 1 image (walked after coat's own files)
 """
 import gzip
+import io
 import os
 import struct
 import sys
@@ -92,11 +97,47 @@ def ppm_bytes(rgb, width, height):
 WRITERS = [("png", png_bytes), ("bmp", bmp_bytes), ("ppm", ppm_bytes)]
 
 
+def jpeg_writers():
+    """JPEG encoders (Pillow), one per encoding the loader must read; exits 77 without Pillow."""
+    try:
+        from PIL import Image
+    except ImportError:
+        print("make_imagefolder_fixture.py: --jpeg needs Pillow (apt-get install python3-pil)", file=sys.stderr)
+        sys.exit(77)
+
+    def writer(mode, **options):
+        def write(rgb, width, height):
+            image = Image.frombytes("RGB", (width, height), rgb).convert(mode)
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", **options)
+            return buffer.getvalue()
+        return write
+
+    return [("JPEG", writer("RGB", quality=90)), ("JPEG", writer("RGB", quality=85, progressive=True)),
+            ("JPEG", writer("RGB", quality=95, subsampling=0)), ("JPEG", writer("L", quality=90))]
+
+
+def bad_files(writers, sample):
+    """(name, bytes) of the two broken images: garbage after the format's magic, and a good file cut
+    just after its header (PNG: after IHDR; JPEG: inside the first scan, so libjpeg reads the header)."""
+    ext, writer = writers[0]
+    good = writer(sample, 40, 40)
+    if ext == "JPEG":
+        return [("broken.JPEG", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 2),
+                ("truncated.JPEG", good[:good.index(b"\xff\xda") + 40])]
+    return [("broken.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 2), ("truncated.png", good[:60])]
+
+
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    writers = WRITERS
+    if args[:1] == ["--jpeg"]:
+        args = args[1:]
+        writers = jpeg_writers()
+    if not args:
         sys.exit(__doc__)
-    out = sys.argv[1]
-    source = sys.argv[2] if len(sys.argv) > 2 else DEFAULT_DIR
+    out = args[0]
+    source = args[1] if len(args) > 1 else DEFAULT_DIR
     images, labels, rows, cols = read_idx(os.path.join(source, "t10k-images-idx3-ubyte.gz"),
                                           os.path.join(source, "t10k-labels-idx1-ubyte.gz"), 200)
     counts = {"Sneaker": [("", 3)], "bag": [("", 3)], "coat": [("", 2), ("extra", 1)]}
@@ -109,7 +150,7 @@ def main():
             os.makedirs(folder, exist_ok=True)
             for k in range(n):
                 width, height = SIZES[serial % len(SIZES)]
-                ext, writer = WRITERS[serial % len(WRITERS)]
+                ext, writer = writers[serial % len(writers)]
                 serial += 1
                 background = (20 * (used % 3), 10, 30)
                 rgb = upscale_rgb(images[picks[used]], rows, cols, width, height, TINTS[name], background)
@@ -120,11 +161,10 @@ def main():
         f.write("not an image\n")
     with open(os.path.join(out, "bag", ".DS_Store"), "wb") as f:
         f.write(b"\x00\x00\x00\x01Bud1")
-    with open(os.path.join(out, "coat", "broken.png"), "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 2)
-    good = png_bytes(upscale_rgb(images[0], rows, cols, 40, 40, (1, 1, 1), (0, 0, 0)), 40, 40)
-    with open(os.path.join(out, "coat", "truncated.png"), "wb") as f:
-        f.write(good[:60])  # signature + IHDR + the start of IDAT
+    sample = upscale_rgb(images[0], rows, cols, 40, 40, (1, 1, 1), (0, 0, 0))
+    for name, data in bad_files(writers, sample):
+        with open(os.path.join(out, "coat", name), "wb") as f:
+            f.write(data)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ static void test_defaults(void) {
     CHECK(!strcmp(cfg.data.dataset, "fashion_mnist") && cfg.data.path[0] == '\0' && cfg.data.batch_size == 128 &&
               cfg.data.eval_batch_size == 500 && cfg.data.max_seq_len == 128,
           "data defaults");
-    CHECK(cfg.data.normalize_mean == 0.2860 && cfg.data.normalize_std == 0.3530 && cfg.data.shuffle == 1 &&
+    CHECK(cfg.data.normalize_mean.count == 1 && cfg.data.normalize_mean.values[0] == 0.2860 &&
+              cfg.data.normalize_std.count == 1 && cfg.data.normalize_std.values[0] == 0.3530 && cfg.data.shuffle == 1 &&
               cfg.data.train_limit == 0 && cfg.data.eval_limit == 0,
           "data preprocessing defaults");
     CHECK(cfg.train.epochs == 15 && cfg.train.steps == 0 && cfg.train.lr == 2e-3 && cfg.train.min_lr_ratio == 0.0 &&
@@ -152,7 +153,9 @@ static void test_bools_and_numbers(void) {
     CHECK(load(&cfg, "train.lr: 10\ntrain.beta1: 0\n", &err) == QFT_OK && cfg.train.lr == 10.0, "closed bounds");
     CHECK(load(&cfg, "train.lr: 1.5e-3\n", &err) == QFT_OK && cfg.train.lr == 1.5e-3, "exponent");
     CHECK(load(&cfg, "train.lr: \"0.25\"\n", &err) == QFT_OK && cfg.train.lr == 0.25, "quoted number");
-    CHECK(load(&cfg, "data.normalize_mean: -3.5\n", &err) == QFT_OK && cfg.data.normalize_mean == -3.5, "negative");
+    CHECK(load(&cfg, "data.normalize_mean: -3.5\n", &err) == QFT_OK && cfg.data.normalize_mean.count == 1 &&
+              cfg.data.normalize_mean.values[0] == -3.5,
+          "negative");
 }
 
 static void test_errors(void) {
@@ -404,7 +407,13 @@ static void test_round_trip(void) {
         state = state * 6364136223846793005ULL + 1442695040888963407ULL;
         qft_config_defaults(&cfg);
         cfg.train.lr = (double)(state >> 11) / 9007199254740992.0 * 10.0;
-        cfg.data.normalize_mean = ((double)(state >> 11) - 4503599627370496.0) * 1e-300;
+        cfg.data.normalize_mean.values[0] = ((double)(state >> 11) - 4503599627370496.0) * 1e-300;
+        if (i % 2) {  // every other config carries per-channel lists
+            cfg.data.normalize_mean.count = cfg.data.normalize_std.count = 3;
+            cfg.data.normalize_mean.values[2] = -(double)(state >> 30) / 3.0;
+            cfg.data.normalize_std.values[1] = (double)(state >> 20) * 1e-9;
+            cfg.data.normalize_std.values[2] = 0.225;
+        }
         cfg.model.init_std = (double)(state >> 40) / 16777216.0;
         char what[32];
         snprintf(what, sizeof what, "doubles %d", i);
@@ -476,6 +485,8 @@ static void test_docs(void) {
         CHECK(contains(first, keys[i]), "docs mention %s", keys[i]);
     CHECK(contains(first, "| `train.lr` | float | `0.002` | [0, 10] |"), "lr row");
     CHECK(contains(first, "`vit`, `deit`, `bert`"), "enum choices");
+    CHECK(contains(first, "| `data.normalize_std` | float or list | `0.353` | 1 or 3 values, each > 0 |"),
+          "list row");
     // Every row of a table has as many columns as its header: five for keys, three for rule fields
     // (a '|' in a doc string would break the table).
     int rows = 0, header_bars = 0;
@@ -672,6 +683,78 @@ static void test_glue(void) {
 }
 
 // data.dataset imagefolder and its keys: defaults, loading, enum/range errors, validation, the preset.
+// data.normalize_mean / normalize_std: a number or a list of 1 or 3 numbers (the generic list key type).
+static void test_real_lists(void) {
+    qft_config cfg;
+    qft_error err = {{0}};
+    const char *yaml = "data:\n  normalize_mean: [0.485, 0.456, 0.406]\n  normalize_std:\n    - 0.229\n"
+                       "    - 0.224\n    - 0.225\n";
+    CHECK(load(&cfg, yaml, &err) == QFT_OK, "ImageNet lists load: %s", err.message);
+    const qft_real_list *mean = &cfg.data.normalize_mean, *std = &cfg.data.normalize_std;
+    CHECK(mean->count == 3 && mean->values[0] == 0.485 && mean->values[1] == 0.456 && mean->values[2] == 0.406,
+          "flow list: %d values", mean->count);
+    CHECK(std->count == 3 && std->values[0] == 0.229 && std->values[1] == 0.224 && std->values[2] == 0.225,
+          "block list: %d values", std->count);
+    check_round_trip(&cfg, "per-channel lists");
+    char *text = NULL;
+    size_t size = 0;
+    FILE *memory = open_memstream(&text, &size);
+    CHECK(qft_config_write_stream(&cfg, memory, &err) == QFT_OK, "write: %s", err.message);
+    fclose(memory);
+    CHECK(text && contains(text, "\n  normalize_mean: [0.485, 0.456, 0.406]\n") &&
+              contains(text, "\n  normalize_std: [0.229, 0.224, 0.225]\n"),
+          "lists written as flow sequences:\n%s", text ? text : "");
+    free(text);
+    CHECK(load(&cfg, "data: {normalize_mean: [0.5], normalize_std: 2}\n", &err) == QFT_OK && mean->count == 1 &&
+              mean->values[0] == 0.5 && std->count == 1 && std->values[0] == 2.0,
+          "a one-item list and a scalar are both one value: %s", err.message);
+    check_round_trip(&cfg, "one-value lists");
+
+    // Overrides take the same forms.
+    qft_config_defaults(&cfg);
+    CHECK(qft_config_override(&cfg, "data.normalize_mean=[0.5,0.25,0.125]", &err) == QFT_OK && mean->count == 3 &&
+              mean->values[1] == 0.25 && mean->values[2] == 0.125,
+          "list override: %s", err.message);
+    CHECK(qft_config_override(&cfg, "data.normalize_mean=0.75", &err) == QFT_OK && mean->count == 1 &&
+              mean->values[0] == 0.75 && mean->values[1] == 0 && mean->values[2] == 0,
+          "scalar override replaces the list (stale values cleared): %s", err.message);
+
+    // Errors: one line, file:line and the item.
+    expect_error("data:\n  normalize_mean: [0.5, 0.5]\n", "configs/x.yaml:2: data.normalize_mean: expected 1 or 3 "
+                 "numbers, got 2", NULL, __LINE__);
+    expect_error("data.normalize_mean: []\n", "data.normalize_mean: expected 1 or 3 numbers, got 0", NULL, __LINE__);
+    expect_error("data.normalize_std: [1, 1, 1, 1]\n", "expected 1 or 3 numbers, got 4", NULL, __LINE__);
+    expect_error("data.normalize_mean: [0.5, abc, 0.5]\n",
+                 "configs/x.yaml:1: data.normalize_mean[1]: expected a number, got \"abc\"", NULL, __LINE__);
+    expect_error("data:\n  normalize_std:\n    - 0.2\n    - 0.2\n    - zero\n",
+                 "configs/x.yaml:5: data.normalize_std[2]: expected a number, got \"zero\"", NULL, __LINE__);
+    expect_error("data.normalize_mean: [0.5, [1], 0.5]\n", "data.normalize_mean[1]: expected a number, got a sequence",
+                 NULL, __LINE__);
+    expect_error("data.normalize_std: [0.2, 0, 0.2]\n", "configs/x.yaml:1: data.normalize_std[1] = 0: out of range",
+                 "> 0", __LINE__);
+    expect_error("data.normalize_std: [0.2, 0.2, inf]\n", "data.normalize_std[2] = inf", "finite", __LINE__);
+    expect_error("data.normalize_mean: {r: 0.5}\n", "data.normalize_mean: expected a number or a list of numbers, got "
+                 "a mapping", NULL, __LINE__);
+    expect_override_error("data.normalize_mean=[1,2]", "override 'data.normalize_mean=[1,2]'",
+                          "expected 1 or 3 numbers, got 2", __LINE__);
+    expect_override_error("data.normalize_std=[1,x,1]", "data.normalize_std[1]: expected a number", NULL, __LINE__);
+
+    // Validation: a list needs one value per model channel; a struct filled by hand is checked too.
+    CHECK(load(&cfg, "data.normalize_mean: [0.485, 0.456, 0.406]\n", &err) == QFT_OK, "load: %s", err.message);
+    CHECK(qft_config_validate(&cfg, &err) != QFT_OK && one_line(err.message) &&
+              contains(err.message, "data.normalize_mean has 3 values, but model.num_channels is 1"),
+          "3 means for 1 channel: %s", err.message);
+    cfg.model.num_channels = 3;
+    CHECK(qft_config_validate(&cfg, &err) == QFT_OK, "3 means for 3 channels: %s", err.message);
+    cfg.data.normalize_std.count = 2;
+    CHECK(qft_config_validate(&cfg, &err) != QFT_OK && contains(err.message, "data.normalize_std: 2 values, expected "
+                                                                             "1 or 3"),
+          "hand-made list of 2: %s", err.message);
+    cfg.data.normalize_std = (qft_real_list){3, {0.2, -1, 0.2}};
+    CHECK(qft_config_validate(&cfg, &err) != QFT_OK && contains(err.message, "data.normalize_std[1] = -1: out of range"),
+          "hand-made negative std: %s", err.message);
+}
+
 static void test_imagefolder(void) {
     qft_config cfg;
     qft_error err = {{0}};
@@ -774,6 +857,7 @@ int main(void) {
     test_files();
     test_glue();
     test_imagefolder();
+    test_real_lists();
     test_docs();
     test_hostile();
     QFT_TEST_SUMMARY();

@@ -1,5 +1,6 @@
 // IDX loader: tiny raw and gzipped files made here, the real Fashion-MNIST files when installed, and
-// every bad-input class (missing, wrong magic, truncated, count mismatch, trailing data, absurd dims).
+// every bad-input class (missing, wrong magic, truncated, count mismatch, trailing data, absurd dims);
+// the Fashion-MNIST dataset's normalization equals torchvision's ToTensor + Normalize.
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "data/dataset.h"
 #include "data/idx.h"
 #include "test_util.h"
 
@@ -244,11 +246,58 @@ static void test_fashion_mnist(void) {
     expect_fail(images, labels, QFT_ERR_INVALID, labels, "10000 labels, but", "train images + test labels");
 }
 
+// Batches of data.dataset fashion_mnist are (x / 255 - mean) / std in float32, as torchvision's
+// ToTensor + Normalize compute them, for a scalar and a one-item list; more values than channels fail.
+static void test_normalize(void) {
+    char images[512], labels[512];
+    join(images, sizeof images, "t10k-images-idx3-ubyte.gz");
+    join(labels, sizeof labels, "t10k-labels-idx1-ubyte.gz");
+    const uint8_t label_bytes[2] = {1, 2};
+    write_images(images, QFT_IDX_MAGIC_IMAGES, 2, 28, 28, 2 * 784, 1);
+    write_labels(labels, QFT_IDX_MAGIC_LABELS, 2, label_bytes, 2, 1);
+    const qft_real_list means[2] = {{1, {0.2860}}, {1, {0.25}}}, stds[2] = {{1, {0.3530}}, {1, {0.5}}};
+    for (int k = 0; k < 2; k++) {
+        qft_config cfg;
+        qft_config_defaults(&cfg);
+        snprintf(cfg.data.path, sizeof cfg.data.path, "%s", temp_dir);
+        cfg.data.normalize_mean = means[k];
+        cfg.data.normalize_std = stds[k];
+        qft_dataset ds;
+        qft_batch_buffer buf;
+        qft_error err = {{0}};
+        CHECK(qft_dataset_open(&ds, &cfg, 1, &err) == QFT_OK, "open: %s", err.message);
+        CHECK(qft_batch_buffer_init(&buf, &ds, 2, &err) == QFT_OK, "buffer: %s", err.message);
+        const int indices[2] = {1, 0};
+        qft_dataset_fill(&ds, indices, 2, &buf);
+        float mean = (float)means[k].values[0], std = (float)stds[k].values[0];
+        int bad = 0;
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 784; j++) {
+                uint8_t x = (uint8_t)((indices[i] * 784 + j) * 7 + 3);
+                bad += buf.batch.images[i * 784 + j] != ((float)x / 255.0f - mean) / std;
+            }
+        CHECK(bad == 0, "mean %g std %g: %d pixels differ from (x / 255 - mean) / std", mean, std, bad);
+        CHECK(buf.batch.labels[0] == 2 && buf.batch.labels[1] == 1, "labels follow the indices");
+        qft_batch_buffer_free(&buf);
+        qft_dataset_free(&ds);
+    }
+    qft_config cfg;
+    qft_config_defaults(&cfg);
+    snprintf(cfg.data.path, sizeof cfg.data.path, "%s", temp_dir);
+    cfg.data.normalize_mean = (qft_real_list){3, {0.485, 0.456, 0.406}};
+    qft_dataset ds;
+    qft_error err = {{0}};
+    CHECK(qft_dataset_open(&ds, &cfg, 1, &err) == QFT_ERR_INVALID &&
+              strstr(err.message, "data.normalize_mean: 3 values for 1-channel images"),
+          "3 means for grayscale: %s", err.message);
+}
+
 int main(void) {
     qft_test_make_temp_dir(temp_dir, sizeof temp_dir, "qft_idx");
     test_tiny();
     test_bad_inputs();
     test_fashion_mnist();
+    test_normalize();
     qft_test_remove_temp_dir(temp_dir);
     QFT_TEST_SUMMARY();
 }

@@ -1,6 +1,7 @@
 // Image folders and image transforms: ImageFolder class/file order, skipped and error cases on a
 // Fashion-MNIST fixture, JPEG decoding (libjpeg-turbo, bit-exact with PIL) with its corrupt and
-// truncated cases, and eval/train transforms against torchvision goldens (transform_oracle.py).
+// truncated cases, eval/train transforms against torchvision goldens (transform_oracle.py), and the
+// imagefolder dataset's limits (a subset of every class) and per-channel normalization.
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include <jpeglib.h>
 
+#include "data/dataset.h"
 #include "data/image_transform.h"
 #include "data/imagefolder.h"
 #include "test_util.h"
@@ -137,6 +139,160 @@ static void test_fixture_folder(void) {
     snprintf(path, sizeof path, "%s/missing", dir);
     st = qft_imagefolder_open(&folder, path, QFT_IMAGEFOLDER_CHECK_HEADER, &err);
     CHECK(st == QFT_ERR_IO && strstr(err.message, "missing"), "missing root: %d %s", st, err.message);
+    remove_tree(dir);
+}
+
+// A folder of `classes` classes with the given sizes, paths only (the subset never opens files).
+static void fake_folder(qft_imagefolder *folder, const int *sizes, int classes) {
+    memset(folder, 0, sizeof *folder);
+    folder->root = strdup("fake");
+    folder->num_classes = classes;
+    folder->class_names = calloc((size_t)classes, sizeof(char *));
+    for (int c = 0; c < classes; c++) folder->count += sizes[c];
+    folder->paths = calloc((size_t)folder->count, sizeof(char *));
+    folder->labels = calloc((size_t)folder->count, sizeof(int32_t));
+    char name[64];
+    for (int c = 0, i = 0; c < classes; c++) {
+        snprintf(name, sizeof name, "class%d", c);
+        folder->class_names[c] = strdup(name);
+        for (int k = 0; k < sizes[c]; k++, i++) {
+            snprintf(name, sizeof name, "%d/%d", c, k);
+            folder->paths[i] = strdup(name);
+            folder->labels[i] = c;
+        }
+    }
+}
+
+// data.train_limit / eval_limit on an image folder: a share of the limit per class, proportional to its
+// size with at least one image, evenly strided over its files.
+static void test_subset(void) {
+    const int sizes[3] = {1000, 1, 1000};
+    qft_imagefolder folder;
+    qft_error err = {{0}};
+    // limit 10: spare 7 over 1998 -> shares 3.5, 0, 3.5 -> 4, 1, 4 and the leftover image to class 0 (tie)
+    fake_folder(&folder, sizes, 3);
+    CHECK(qft_imagefolder_subset(&folder, 10, &err) == QFT_OK && folder.count == 10, "subset of 10: %d %s",
+          folder.count, err.message);
+    const char *expect[10] = {"0/0", "0/200", "0/400", "0/600", "0/800", "1/0", "2/0", "2/250", "2/500", "2/750"};
+    int same = folder.count == 10;
+    for (int i = 0; same && i < 10; i++) same = !strcmp(folder.paths[i], expect[i]) && folder.labels[i] == expect[i][0] - '0';
+    CHECK(same, "subset of 10 keeps the 1-image class and strides the others (first %s)", folder.paths[0]);
+    qft_imagefolder_free(&folder);
+    // limit = classes: the first image of each; below that: an error, the folder untouched
+    fake_folder(&folder, sizes, 3);
+    CHECK(qft_imagefolder_subset(&folder, 3, &err) == QFT_OK && folder.count == 3 && !strcmp(folder.paths[1], "1/0") &&
+              !strcmp(folder.paths[2], "2/0"),
+          "subset of 3: one per class");
+    qft_imagefolder_free(&folder);
+    fake_folder(&folder, sizes, 3);
+    CHECK(qft_imagefolder_subset(&folder, 2, &err) == QFT_ERR_INVALID && folder.count == 2001 &&
+              strstr(err.message, "3 classes"),
+          "subset of 2 of 3 classes: %s", err.message);
+    CHECK(qft_imagefolder_subset(&folder, 0, &err) == QFT_OK && qft_imagefolder_subset(&folder, 2001, &err) == QFT_OK &&
+              folder.count == 2001,
+          "limit 0 or >= count keeps all");
+    // every size and limit: exactly `limit` images, every class kept, per-class counts proportional (+-1)
+    int ok = 1;
+    for (int limit = 3; limit < 2001; limit += 97) {
+        qft_imagefolder sub;
+        fake_folder(&sub, sizes, 3);
+        qft_imagefolder_subset(&sub, limit, &err);
+        int per[3] = {0, 0, 0};
+        for (int i = 0; i < sub.count; i++) per[sub.labels[i]]++;
+        ok &= sub.count == limit && per[1] == 1 && abs(per[0] - per[2]) <= 1 && per[0] + per[1] + per[2] == limit;
+        qft_imagefolder_free(&sub);
+    }
+    CHECK(ok, "limits 3..2000: sizes and classes");
+    qft_imagefolder_free(&folder);
+}
+
+// The imagefolder dataset: <root>/train and <root>/val (both the fixture) with limits and per-channel
+// normalization: every value is torchvision's Normalize, (x / 255 - mean[c]) / std[c] in float32, of
+// the 8-bit eval pixels.
+static void check_normalized_batch(const qft_config *cfg, const char *root) {
+    qft_dataset ds;
+    qft_batch_buffer buf;
+    qft_error err = {{0}};
+    CHECK(qft_dataset_open(&ds, cfg, 1, &err) == QFT_OK, "open val: %s", err.message);
+    CHECK(qft_batch_buffer_init(&buf, &ds, 4, &err) == QFT_OK, "buffer: %s", err.message);
+    int count = 0;
+    CHECK(qft_dataset_loader_fill(&ds, 0, 0, &buf, &count, &err) == QFT_OK && count == 4, "batch 0: %s", err.message);
+    int S = cfg->model.image_size, bad = 0;
+    const qft_real_list *mean = &cfg->data.normalize_mean, *std = &cfg->data.normalize_std;
+    for (int i = 0; i < count; i++) {  // eval: folder order, so row i is sample i
+        qft_image_rgb8 image, pixels;
+        CHECK(qft_imagefolder_load(&ds.folder, i, &image, &err) == QFT_OK, "load: %s", err.message);
+        CHECK(qft_image_eval_pixels(&ds.loader_cfg.transform, &image, &pixels, &err) == QFT_OK, "pixels: %s",
+              err.message);
+        for (int c = 0; c < 3; c++) {
+            float m = (float)mean->values[mean->count == 1 ? 0 : c], sd = (float)std->values[std->count == 1 ? 0 : c];
+            for (int p = 0; p < S * S; p++)
+                bad += buf.batch.images[((size_t)i * 3 + c) * S * S + p] != ((float)pixels.pixels[p * 3 + c] / 255.0f - m) / sd;
+        }
+        qft_image_free(&image);
+        qft_image_free(&pixels);
+    }
+    CHECK(bad == 0, "%s: %d values differ from (x / 255 - mean[c]) / std[c] (%d means, %d stds)", root, bad,
+          mean->count, std->count);
+    qft_batch_buffer_free(&buf);
+    qft_dataset_free(&ds);
+}
+
+static void test_dataset_folder(void) {
+    const char *source = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+    if (access(source, R_OK) != 0) {
+        printf("SKIP imagefolder dataset: %s not installed (apt-get install dataset-fashion-mnist)\n", source);
+        return;
+    }
+    char dir[512], cmd[1200], link[700];
+    qft_test_make_temp_dir(dir, sizeof dir, "qft_imagefolder_ds");
+    snprintf(cmd, sizeof cmd, "python3 datasets/make_imagefolder_fixture.py '%s/fixture'", dir);
+    int rc = system(cmd);
+    CHECK(rc == 0, "fixture maker failed (%d)", rc);
+    snprintf(cmd, sizeof cmd, "%s/fixture", dir);
+    snprintf(link, sizeof link, "%s/root", dir);
+    mkdir(link, 0755);
+    snprintf(link, sizeof link, "%s/root/train", dir);
+    CHECK(symlink(cmd, link) == 0, "link train");
+    snprintf(link, sizeof link, "%s/root/val", dir);
+    CHECK(symlink(cmd, link) == 0, "link val");
+    snprintf(link, sizeof link, "%s/root", dir);
+    qft_config cfg;
+    qft_config_defaults(&cfg);
+    snprintf(cfg.data.dataset, sizeof cfg.data.dataset, "imagefolder");
+    snprintf(cfg.data.path, sizeof cfg.data.path, "%s", link);
+    cfg.model.num_channels = 3;
+    cfg.model.num_labels = 3;
+    cfg.model.image_size = 16;
+
+    // limits: the train split keeps 5 of its 10 header-valid images (2, 1, 2 per class), val keeps all
+    cfg.data.train_limit = 5;
+    qft_dataset ds;
+    qft_error err = {{0}};
+    CHECK(qft_dataset_open(&ds, &cfg, 0, &err) == QFT_OK, "open train: %s", err.message);
+    const char *kept[5] = {"Sneaker/img_00.png", "Sneaker/img_01.bmp", "bag/img_00.png", "coat/img_00.png",
+                           "coat/truncated.png"};
+    int same = ds.count == 5 && ds.folder.count == 5;
+    for (int i = 0; same && i < 5; i++) same = !strcmp(tail(ds.folder.paths[i], 2), kept[i]);
+    CHECK(same, "train_limit 5: %d images, first %s", ds.count, ds.count ? ds.folder.paths[0] : "-");
+    qft_dataset_free(&ds);
+    CHECK(qft_dataset_open(&ds, &cfg, 1, &err) == QFT_OK && ds.count == 10, "val unlimited: %d", ds.count);
+    qft_dataset_free(&ds);
+    cfg.data.eval_limit = 2;
+    CHECK(qft_dataset_open(&ds, &cfg, 1, &err) == QFT_ERR_INVALID && strstr(err.message, "data.eval_limit = 2") &&
+              strstr(err.message, "3 classes"),
+          "eval_limit below the classes: %s", err.message);
+    cfg.data.eval_limit = 0;
+
+    // normalization: ImageNet per-channel values, one value for all channels, and a mixed pair
+    cfg.data.normalize_mean = (qft_real_list){3, {0.485, 0.456, 0.406}};
+    cfg.data.normalize_std = (qft_real_list){3, {0.229, 0.224, 0.225}};
+    check_normalized_batch(&cfg, link);
+    cfg.data.normalize_mean = (qft_real_list){1, {0.5}};
+    cfg.data.normalize_std = (qft_real_list){1, {0.5}};
+    check_normalized_batch(&cfg, link);
+    cfg.data.normalize_std = (qft_real_list){3, {0.1, 0.2, 0.3}};
+    check_normalized_batch(&cfg, link);
     remove_tree(dir);
 }
 
@@ -566,5 +722,7 @@ int main(void) {
     test_transform_goldens();
     test_jpeg_folder();
     test_train_sampling();
+    test_subset();
+    test_dataset_folder();
     QFT_TEST_SUMMARY();
 }

@@ -1,5 +1,6 @@
 // Threaded image loader on the Fashion-MNIST image-folder fixture: batches bit-identical for 1, 2 and
-// 4 workers, epochs differ, rank shards partition the epoch, corrupt files counted, clean mid-epoch stop.
+// 4 workers, epochs differ, rank shards partition the epoch, a start offset decodes nothing before it,
+// corrupt files counted, clean mid-epoch stop.
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
@@ -66,7 +67,7 @@ static int run_epoch(const qft_loader_config *cfg, uint64_t epoch, epoch_dump *d
     d->images = malloc(sizeof(float) * per * (size_t)cap);
     d->labels = malloc(sizeof(int32_t) * (size_t)cap);
     d->indices = malloc(sizeof(int32_t) * (size_t)cap);
-    CHECK(qft_loader_start_epoch(loader, epoch, &err) == QFT_OK, "start epoch: %s", err.message);
+    CHECK(qft_loader_start_epoch(loader, epoch, 0, &err) == QFT_OK, "start epoch: %s", err.message);
     qft_loader_batch batch, kept;
     int have_kept = 0, rc;
     while ((rc = qft_loader_next(loader, &batch, &err)) == 1) {
@@ -270,6 +271,66 @@ static void test_corrupt(const qft_imagefolder *header_only) {
     dump_free(&ref);
 }
 
+// Takes batches from the loader's current position to the end of the epoch and checks each against
+// the same batch of a full epoch; returns the index after the last batch delivered.
+static int check_rest_of_epoch(qft_loader *loader, const epoch_dump *whole, int first, size_t per) {
+    qft_loader_batch batch;
+    qft_error err = {{0}};
+    int b = first, same = 1, rc;
+    while ((rc = qft_loader_next(loader, &batch, &err)) == 1 && b < whole->batches) {
+        int at = 0;
+        for (int j = 0; j < b; j++) at += whole->counts[j];
+        same &= batch.index == b && batch.count == whole->counts[b] &&
+                memcmp(batch.examples, whole->indices + at, sizeof(int32_t) * (size_t)batch.count) == 0 &&
+                memcmp(batch.images, whole->images + per * (size_t)at, sizeof(float) * per * (size_t)batch.count) == 0;
+        qft_loader_release(loader, &batch);
+        b++;
+    }
+    CHECK(rc == 0 && same, "from batch %d: batches differ from the full epoch's (rc %d: %s)", first, rc, err.message);
+    return b;
+}
+
+// Starting an epoch at batch k delivers exactly batches k.. of a full epoch, and decodes only their
+// images (the decoded fixture has no corrupt file, so decodes == images delivered).
+static void test_start_offset(const qft_imagefolder *decoded) {
+    size_t per = 3 * 16 * 16;
+    qft_error err = {{0}};
+    for (int train = 0; train <= 1; train++) {
+        qft_loader_config cfg = base_config(decoded, train, 2, 3);
+        epoch_dump whole;
+        run_epoch(&cfg, 4, &whole, NULL);  // 9 images: batches of 2, 2, 2, 2, 1
+        for (int k = 0; k <= whole.batches; k++) {
+            qft_loader *loader;
+            CHECK(qft_loader_create(&loader, &cfg, &err) == QFT_OK, "create: %s", err.message);
+            CHECK(qft_loader_start_epoch(loader, 4, k, &err) == QFT_OK, "start at %d: %s", k, err.message);
+            int end = check_rest_of_epoch(loader, &whole, k, per);
+            CHECK(end == whole.batches, "%s, start %d: ended at batch %d of %d", train ? "train" : "eval", k, end,
+                  whole.batches);
+            int64_t expected = 0;
+            for (int j = k; j < whole.batches; j++) expected += whole.counts[j];
+            int64_t decodes = qft_loader_decode_count(loader);
+            CHECK(decodes == expected, "%s, start at batch %d: %lld images decoded, expected %lld (batches %d..)",
+                  train ? "train" : "eval", k, (long long)decodes, (long long)expected, k);
+            qft_loader_destroy(loader);
+        }
+        // Jumping ahead mid-epoch (what a resume through the dataset layer does) gives the same batches.
+        qft_loader *loader;
+        qft_loader_batch first;
+        CHECK(qft_loader_create(&loader, &cfg, &err) == QFT_OK, "create: %s", err.message);
+        qft_loader_start_epoch(loader, 4, 0, &err);
+        CHECK(qft_loader_next(loader, &first, &err) == 1, "batch 0: %s", err.message);
+        CHECK(qft_loader_start_epoch(loader, 4, 3, &err) == QFT_OK, "restart at 3: %s", err.message);
+        qft_loader_release(loader, &first);  // stale: ignored
+        CHECK(check_rest_of_epoch(loader, &whole, 3, per) == whole.batches, "restart at 3 reaches the end");
+        CHECK(qft_loader_start_epoch(loader, 4, whole.batches + 1, &err) == QFT_ERR_INVALID &&
+                  strstr(err.message, "start batch 6") && strstr(err.message, "5 batches"),
+              "start past the end: %s", err.message);
+        CHECK(qft_loader_start_epoch(loader, 4, -1, &err) == QFT_ERR_INVALID, "negative start");
+        qft_loader_destroy(loader);
+        dump_free(&whole);
+    }
+}
+
 static void test_stop_mid_epoch(const qft_imagefolder *folder) {
     qft_error err = {{0}};
     for (int workers = 1; workers <= 4; workers *= 2) {
@@ -282,11 +343,11 @@ static void test_stop_mid_epoch(const qft_imagefolder *folder) {
         qft_loader_destroy(loader);  // never started
 
         CHECK(qft_loader_create(&loader, &cfg, &err) == QFT_OK, "create: %s", err.message);
-        qft_loader_start_epoch(loader, 0, &err);
+        qft_loader_start_epoch(loader, 0, 0, &err);
         qft_loader_destroy(loader);  // right after start
 
         CHECK(qft_loader_create(&loader, &cfg, &err) == QFT_OK, "create: %s", err.message);
-        qft_loader_start_epoch(loader, 0, &err);
+        qft_loader_start_epoch(loader, 0, 0, &err);
         CHECK(qft_loader_next(loader, &b, &err) == 1, "first batch");
         CHECK(qft_loader_next(loader, &b2, &err) == 1, "second batch");
         // both buffers held: asking for a third must fail rather than deadlock
@@ -294,7 +355,7 @@ static void test_stop_mid_epoch(const qft_imagefolder *folder) {
               err.message);
         qft_loader_release(loader, &b);
         // restart mid-epoch with a batch still held: it is dropped; the new epoch starts at batch 0
-        qft_loader_start_epoch(loader, 1, &err);
+        qft_loader_start_epoch(loader, 1, 0, &err);
         qft_loader_release(loader, &b2);  // stale: ignored
         CHECK(qft_loader_next(loader, &b, &err) == 1 && b.index == 0, "restarted epoch begins at 0");
         qft_loader_destroy(loader);  // holding a batch, workers waiting for a free slot
@@ -321,6 +382,7 @@ int main(void) {
         if (qft_imagefolder_open(&header_only, root, QFT_IMAGEFOLDER_CHECK_HEADER, &err) == QFT_OK) {
             test_workers_and_epochs(&decoded);
             test_sharding(&decoded);
+            test_start_offset(&decoded);
             test_corrupt(&header_only);
             test_stop_mid_epoch(&header_only);
             qft_imagefolder_free(&header_only);

@@ -12,6 +12,21 @@
 #include "../text/wordpiece.h"
 #include "token_cache.h"
 
+// data.normalize_mean / normalize_std for images of `channels` channels: one value applies to every
+// channel, else there must be one per channel.
+static qft_status normalize_per_channel(const qft_config *cfg, int channels, float *mean, float *std,
+                                        qft_error *err) {
+    const qft_real_list *lists[2] = {&cfg->data.normalize_mean, &cfg->data.normalize_std};
+    for (int i = 0; i < 2; i++) {
+        const qft_real_list *list = lists[i];
+        if (list->count != 1 && list->count != channels)
+            return qft_fail(err, QFT_ERR_INVALID, "data.%s: %d values for %d-channel images (give 1, or one per "
+                            "channel)", i ? "normalize_std" : "normalize_mean", list->count, channels);
+        for (int c = 0; c < channels; c++) (i ? std : mean)[c] = (float)list->values[list->count == 1 ? 0 : c];
+    }
+    return QFT_OK;
+}
+
 static qft_status open_fashion_mnist(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
     const char *dir = cfg->data.path[0] ? cfg->data.path : qft_idx_default_dir();
     const char *stem = split == 0 ? "train" : "t10k";
@@ -32,9 +47,7 @@ static qft_status open_fashion_mnist(qft_dataset *ds, const qft_config *cfg, int
                             ds->idx.labels[i], i, mc->num_labels);
     ds->kind = QFT_DATASET_IMAGES;
     ds->count = ds->idx.count;
-    ds->mean = (float)cfg->data.normalize_mean;
-    ds->std = (float)cfg->data.normalize_std;
-    return QFT_OK;
+    return normalize_per_channel(cfg, 1, &ds->mean, &ds->std, err);
 }
 
 // A text task with a learnable rule, for exercising BERT training without GLUE files:
@@ -266,15 +279,20 @@ static qft_status open_imagefolder(qft_dataset *ds, const qft_config *cfg, int s
     if (ds->folder.num_classes != mc->num_labels)
         return qft_fail(err, QFT_ERR_INVALID, "%s: %d classes, but model.num_labels = %d", dir,
                         ds->folder.num_classes, mc->num_labels);
+    long limit = split == 0 ? cfg->data.train_limit : cfg->data.eval_limit;
+    if (limit > 0 && limit < ds->folder.count && limit < ds->folder.num_classes)
+        return qft_fail(err, QFT_ERR_INVALID, "data.%s = %ld: fewer than the %d classes of %s (the subset keeps at "
+                        "least one image of every class)", split == 0 ? "train_limit" : "eval_limit", limit,
+                        ds->folder.num_classes, dir);
+    st = qft_imagefolder_subset(&ds->folder, limit, err);
+    if (st != QFT_OK) return st;
     qft_loader_config *lc = &ds->loader_cfg;
     qft_image_transform_defaults(&lc->transform, mc->image_size);
     lc->transform.resize_size = qft_image_eval_resize_size(mc->image_size, cfg->data.crop_ratio);
     lc->transform.interpolation =
         strcmp(cfg->data.interpolation, "bicubic") == 0 ? QFT_INTERP_BICUBIC : QFT_INTERP_BILINEAR;
-    for (int c = 0; c < 3; c++) {
-        lc->transform.mean[c] = (float)cfg->data.normalize_mean;
-        lc->transform.std[c] = (float)cfg->data.normalize_std;
-    }
+    st = normalize_per_channel(cfg, 3, lc->transform.mean, lc->transform.std, err);
+    if (st != QFT_OK) return st;
     lc->folder = &ds->folder;
     lc->train = split == 0;
     lc->workers = cfg->data.workers;
@@ -298,37 +316,32 @@ qft_status qft_dataset_loader_fill(qft_dataset *ds, long epoch, int index, qft_b
         st = qft_loader_create(&ds->loader, &ds->loader_cfg, err);
         if (st != QFT_OK) return st;
     }
-    if (epoch != ds->loader_epoch || index < ds->loader_next) {
-        st = qft_loader_start_epoch(ds->loader, (uint64_t)epoch, err);
+    if (epoch != ds->loader_epoch || index != ds->loader_next) {
+        // Not the batch the loader is producing next (a new epoch, a resume, evaluation from the
+        // start): restart it there, so no batch before `index` is decoded.
+        st = qft_loader_start_epoch(ds->loader, (uint64_t)epoch, index, err);
         if (st != QFT_OK) return st;
         ds->loader_epoch = epoch;
-        ds->loader_next = 0;
+        ds->loader_next = index;
     }
-    for (;;) {
-        qft_loader_batch lb;
-        int got = qft_loader_next(ds->loader, &lb, err);
-        if (got < 0) return QFT_ERR_IO;
-        if (got == 0)
-            return qft_fail(err, QFT_ERR_INVALID, "%s: batch %d of epoch %ld is past the end of the epoch",
-                            ds->folder.root, index, epoch);
-        ds->loader_next = lb.index + 1;
-        if (lb.index < index) {  // resuming mid-epoch: drop the batches before the position
-            ds->discarded++;
-            qft_loader_release(ds->loader, &lb);
-            continue;
-        }
-        size_t pixels = (size_t)3 * lb.size * lb.size;
-        memcpy(buf->images, lb.images, (size_t)lb.count * pixels * sizeof(float));
-        memcpy(buf->labels, lb.labels, (size_t)lb.count * sizeof(int32_t));
-        qft_loader_release(ds->loader, &lb);
-        qft_batch *b = &buf->batch;
-        memset(b, 0, sizeof *b);
-        b->batch_size = lb.count;
-        b->labels = buf->labels;
-        b->images = buf->images;
-        *count = lb.count;
-        return QFT_OK;
-    }
+    qft_loader_batch lb;
+    int got = qft_loader_next(ds->loader, &lb, err);
+    if (got < 0) return QFT_ERR_IO;
+    if (got == 0)
+        return qft_fail(err, QFT_ERR_INVALID, "%s: batch %d of epoch %ld is past the end of the epoch",
+                        ds->folder.root, index, epoch);
+    ds->loader_next = lb.index + 1;
+    size_t pixels = (size_t)3 * lb.size * lb.size;
+    memcpy(buf->images, lb.images, (size_t)lb.count * pixels * sizeof(float));
+    memcpy(buf->labels, lb.labels, (size_t)lb.count * sizeof(int32_t));
+    qft_loader_release(ds->loader, &lb);
+    qft_batch *b = &buf->batch;
+    memset(b, 0, sizeof *b);
+    b->batch_size = lb.count;
+    b->labels = buf->labels;
+    b->images = buf->images;
+    *count = lb.count;
+    return QFT_OK;
 }
 
 long qft_dataset_skipped_files(const qft_dataset *ds) {
@@ -337,6 +350,10 @@ long qft_dataset_skipped_files(const qft_dataset *ds) {
 
 long qft_dataset_corrupt_decodes(const qft_dataset *ds) {
     return ds->loader ? (long)qft_loader_corrupt_count(ds->loader) : 0;
+}
+
+long qft_dataset_image_decodes(const qft_dataset *ds) {
+    return ds->loader ? (long)qft_loader_decode_count(ds->loader) : 0;
 }
 
 qft_status qft_dataset_open(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
@@ -356,7 +373,7 @@ qft_status qft_dataset_open(qft_dataset *ds, const qft_config *cfg, int split, q
         qft_dataset_free(ds);
         return st;
     }
-    // imagefolder: the loader covers the whole folder, so the limits do not apply there.
+    // imagefolder applied its limit when it opened (a subset of every class, not the first N).
     long limit = split == QFT_SPLIT_TRAIN ? cfg->data.train_limit : cfg->data.eval_limit;
     if (ds->kind != QFT_DATASET_IMAGEFOLDER && limit > 0 && limit < ds->count) ds->count = (int)limit;
     return QFT_OK;
@@ -421,11 +438,11 @@ void qft_dataset_fill(const qft_dataset *ds, const int *indices, int n, qft_batc
     b->labels = buf->labels;
     if (ds->kind == QFT_DATASET_IMAGES) {
         size_t pixels = (size_t)ds->idx.rows * ds->idx.cols;
-        float scale = 1.0f / (255.0f * ds->std), shift = ds->mean / ds->std;
         for (int i = 0; i < n; i++) {
             const uint8_t *src = ds->idx.pixels + (size_t)indices[i] * pixels;
             float *dst = buf->images + (size_t)i * pixels;
-            for (size_t j = 0; j < pixels; j++) dst[j] = (float)src[j] * scale - shift;
+            // torchvision's ToTensor (x / 255 in float32) then Normalize ((x - mean) / std), rounding included
+            for (size_t j = 0; j < pixels; j++) dst[j] = ((float)src[j] / 255.0f - ds->mean) / ds->std;
             buf->labels[i] = ds->idx.labels[indices[i]];
         }
         b->images = buf->images;

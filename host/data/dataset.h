@@ -18,7 +18,7 @@ typedef enum { QFT_DATASET_IMAGES = 0, QFT_DATASET_TEXT, QFT_DATASET_IMAGEFOLDER
 typedef struct {
     qft_dataset_kind kind;
     int count;
-    // images: uint8 pixels normalized on the fly as (x/255 - mean) / std
+    // images: uint8 pixels normalized on the fly as (x / 255 - mean) / std (data.normalize_*; 1 channel)
     qft_idx_dataset idx;
     float mean, std;
     // text: fixed-length rows (padded to seq_len)
@@ -38,7 +38,6 @@ typedef struct {
     qft_loader *loader;
     long loader_epoch;     // epoch the loader is producing (-1: none)
     int loader_next;       // index of the next batch it will deliver
-    long discarded;        // batches pulled and dropped to reach a resume position
 } qft_dataset;
 
 // Host staging buffers for one batch of up to `capacity` rows.
@@ -61,7 +60,8 @@ enum {
 };
 
 // Opens one split (QFT_SPLIT_*). data.train_limit applies to the training split, data.eval_limit
-// to every other one.
+// to every other one: the first N examples, or for imagefolder a subset keeping every class
+// (qft_imagefolder_subset).
 qft_status qft_dataset_open(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err);
 void qft_dataset_free(qft_dataset *ds);
 
@@ -69,15 +69,17 @@ qft_status qft_batch_buffer_init(qft_batch_buffer *buf, const qft_dataset *ds, i
 void qft_batch_buffer_free(qft_batch_buffer *buf);
 
 // imagefolder: fills buf->batch with batch `index` of epoch `epoch` (the loader's order, keyed by
-// (run.seed, epoch)); batches are buf->capacity examples. Requesting a batch behind the loader's
-// position restarts the epoch; one ahead of it pulls and discards the batches in between (how a
-// resume reaches its position: the loader has no start offset yet). *count gets the batch's size.
+// (run.seed, epoch)); batches are buf->capacity examples. Requesting any batch other than the one the
+// loader produces next restarts the loader at that batch, so a resume decodes nothing before its
+// position. *count gets the batch's size.
 qft_status qft_dataset_loader_fill(qft_dataset *ds, long epoch, int index, qft_batch_buffer *buf, int *count,
                                    qft_error *err);
 
 // imagefolder: files skipped when scanning plus failed decodes so far (0 for other datasets).
 long qft_dataset_skipped_files(const qft_dataset *ds);
 long qft_dataset_corrupt_decodes(const qft_dataset *ds);
+// imagefolder: image decodes attempted by the loader so far (failed ones included; 0 for other datasets).
+long qft_dataset_image_decodes(const qft_dataset *ds);
 
 // Fills buf->batch with the examples at indices[0..n-1].
 void qft_dataset_fill(const qft_dataset *ds, const int *indices, int n, qft_batch_buffer *buf);

@@ -244,6 +244,62 @@ qft_status qft_imagefolder_open(qft_imagefolder *folder, const char *root, qft_i
     return QFT_OK;
 }
 
+// Images each class keeps: 1 + its share of the rest, proportional to its size beyond the first
+// image, the leftover (fewer than the classes) to the largest remainders. first[c] is class c's
+// first image; the shares sum to limit exactly and never exceed a class's size.
+static void subset_quotas(const int *first, int classes, long limit, int count, int *keep, int64_t *remainder) {
+    int64_t spare = limit - classes, pool = count - classes;
+    long assigned = 0;
+    for (int c = 0; c < classes; c++) {
+        int64_t share = spare * (first[c + 1] - first[c] - 1);
+        keep[c] = 1 + (int)(share / pool);
+        remainder[c] = share % pool;
+        assigned += keep[c];
+    }
+    for (long left = limit - assigned; left > 0; left--) {
+        int best = 0;
+        for (int c = 1; c < classes; c++)
+            if (remainder[c] > remainder[best]) best = c;
+        keep[best]++;
+        remainder[best] = -1;
+    }
+}
+
+qft_status qft_imagefolder_subset(qft_imagefolder *folder, long limit, qft_error *err) {
+    if (limit <= 0 || limit >= folder->count) return QFT_OK;
+    int classes = folder->num_classes;
+    if (limit < classes)
+        return qft_fail(err, QFT_ERR_INVALID, "%s: a subset of %ld images cannot hold all %d classes", folder->root,
+                        limit, classes);
+    int *first = calloc((size_t)classes + 1, sizeof(int)), *keep = calloc((size_t)classes, sizeof(int));
+    int64_t *remainder = calloc((size_t)classes, sizeof(int64_t));
+    char *chosen = calloc((size_t)folder->count, 1);
+    if (!first || !keep || !remainder || !chosen) {
+        free(first), free(keep), free(remainder), free(chosen);
+        return qft_fail(err, QFT_ERR_OOM, "%s: out of memory choosing a subset", folder->root);
+    }
+    // Images are grouped by class in class order: class c is [first[c], first[c + 1]).
+    for (int i = 0; i < folder->count; i++) first[folder->labels[i] + 1]++;
+    for (int c = 0; c < classes; c++) first[c + 1] += first[c];
+    subset_quotas(first, classes, limit, folder->count, keep, remainder);
+    for (int c = 0; c < classes; c++) {
+        int64_t size = first[c + 1] - first[c];
+        for (int i = 0; i < keep[c]; i++) chosen[first[c] + (int)((int64_t)i * size / keep[c])] = 1;
+    }
+    int kept = 0;
+    for (int i = 0; i < folder->count; i++) {
+        if (!chosen[i]) {
+            free(folder->paths[i]);
+            continue;
+        }
+        folder->paths[kept] = folder->paths[i];
+        folder->labels[kept++] = folder->labels[i];
+    }
+    folder->count = kept;
+    free(first), free(keep), free(remainder), free(chosen);
+    return QFT_OK;
+}
+
 // stb hands back malloc'd RGB (its default allocator), which qft_image_free releases.
 static qft_status take_stb_pixels(unsigned char *pixels, int width, int height, const char *name,
                                   qft_image_rgb8 *image, qft_error *err) {

@@ -36,6 +36,13 @@ qft_status qft_imagefolder_open(qft_imagefolder *folder, const char *root, qft_i
 
 void qft_imagefolder_free(qft_imagefolder *folder);
 
+// Keeps `limit` images (data.train_limit / eval_limit; 0 or >= count keeps all), every class
+// represented: class c keeps 1 + floor((limit - C) * (n_c - 1) / (count - C)) of its n_c images, the
+// leftover going one each to the classes with the largest remainders (ties: lower class), picked at
+// file positions floor(i * n_c / keep_c), evenly strided over its sorted files. Deterministic; the
+// kept images stay in folder order. limit < num_classes is QFT_ERR_INVALID (folder unchanged).
+qft_status qft_imagefolder_subset(qft_imagefolder *folder, long limit, qft_error *err);
+
 // Decodes into 8-bit RGB: JPEG as Pillow's Image.open(...).convert("RGB") (bit-exact; greyscale
 // replicated; CMYK/YCCK JPEGs and truncated JPEGs are QFT_ERR_PARSE), and any other image stb_image
 // reads (grey, grey+alpha, RGB, RGBA, 8 or 16 bit; alpha dropped, grey replicated). A file that

@@ -39,13 +39,16 @@ struct qft_loader {
     int next_deliver;
     int inflight;
     int64_t corrupt;
+    int64_t decodes;
 };
 
 static int local_count(const qft_loader *l, int j) { return j == l->local_batches - 1 ? l->last_count : l->cfg.batch_size; }
 
-// Decodes and transforms example e of local batch j into slot s. Runs without the lock: the order and
-// the slot's rows it writes are not touched by anyone else until the claim is accounted for.
-static qft_status load_item(qft_loader *l, int j, int e, int s, uint64_t epoch, int64_t *corrupt, qft_error *err) {
+// Decodes and transforms example e of local batch j into slot s, counting decode attempts and failures.
+// Runs without the lock: the order and the slot's rows it writes are not touched by anyone else until
+// the claim is accounted for.
+static qft_status load_item(qft_loader *l, int j, int e, int s, uint64_t epoch, int64_t *decodes, int64_t *corrupt,
+                            qft_error *err) {
     const qft_imagefolder *folder = l->cfg.folder;
     int count = folder->count, B = l->cfg.batch_size;
     int64_t g = (int64_t)l->cfg.rank + (int64_t)j * l->cfg.world_size;
@@ -56,6 +59,7 @@ static qft_status load_item(qft_loader *l, int j, int e, int s, uint64_t epoch, 
         int idx = l->order[(p + tries) % count];
         qft_image_rgb8 image;
         qft_error load_err;
+        (*decodes)++;
         if (qft_imagefolder_load(folder, idx, &image, &load_err) != QFT_OK) {
             (*corrupt)++;
             continue;
@@ -101,12 +105,13 @@ static void *worker_main(void *arg) {
         uint64_t epoch = l->epoch;
         pthread_mutex_unlock(&l->mutex);
 
-        int64_t corrupt = 0;
+        int64_t decodes = 0, corrupt = 0;
         qft_error err;
-        qft_status st = load_item(l, j, e, s, epoch, &corrupt, &err);
+        qft_status st = load_item(l, j, e, s, epoch, &decodes, &corrupt, &err);
 
         pthread_mutex_lock(&l->mutex);
         l->inflight--;
+        l->decodes += decodes;
         if (generation == l->generation) {
             l->corrupt += corrupt;
             if (st != QFT_OK && !slot->failed) {
@@ -203,7 +208,10 @@ qft_status qft_loader_create(qft_loader **out, const qft_loader_config *cfg, qft
     return QFT_OK;
 }
 
-qft_status qft_loader_start_epoch(qft_loader *l, uint64_t epoch, qft_error *err) {
+qft_status qft_loader_start_epoch(qft_loader *l, uint64_t epoch, int first_batch, qft_error *err) {
+    if (first_batch < 0 || first_batch > l->local_batches)
+        return qft_fail(err, QFT_ERR_INVALID, "%s: start batch %d is outside the epoch's %d batches", l->cfg.folder->root,
+                        first_batch, l->local_batches);
     pthread_mutex_lock(&l->mutex);
     l->generation++;
     l->active = 0;
@@ -216,13 +224,14 @@ qft_status qft_loader_start_epoch(qft_loader *l, uint64_t epoch, qft_error *err)
     }
     int B = l->cfg.batch_size;
     l->epoch = epoch;
-    l->next_item = 0;
+    // Workers claim items from here on, so nothing before first_batch is ever decoded; a batch's
+    // content depends only on (seed, epoch, its position), so it equals the same batch of a full epoch.
+    l->next_item = (int64_t)first_batch * B;
     l->total_items = (int64_t)(l->local_batches - 1) * B + l->last_count;
-    l->next_deliver = 0;
+    l->next_deliver = first_batch;
     l->active = 1;
     pthread_cond_broadcast(&l->changed);
     pthread_mutex_unlock(&l->mutex);
-    (void)err;
     return QFT_OK;
 }
 
@@ -282,10 +291,14 @@ void qft_loader_release(qft_loader *l, const qft_loader_batch *batch) {
     pthread_mutex_unlock(&l->mutex);
 }
 
-int64_t qft_loader_corrupt_count(const qft_loader *l) {
+static int64_t locked_read(const qft_loader *l, const int64_t *counter) {
     qft_loader *m = (qft_loader *)l;  // the mutex is not part of the observable state
     pthread_mutex_lock(&m->mutex);
-    int64_t n = m->corrupt;
+    int64_t n = *counter;
     pthread_mutex_unlock(&m->mutex);
     return n;
 }
+
+int64_t qft_loader_corrupt_count(const qft_loader *l) { return locked_read(l, &l->corrupt); }
+
+int64_t qft_loader_decode_count(const qft_loader *l) { return locked_read(l, &l->decodes); }

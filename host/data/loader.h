@@ -58,9 +58,12 @@ typedef struct qft_loader qft_loader;
 // (cudaHostAlloc) so batches can be copied asynchronously.
 qft_status qft_loader_create(qft_loader **out, const qft_loader_config *cfg, qft_error *err);
 
-// Starts (or restarts) producing epoch `epoch`. An epoch in progress is abandoned: its in-flight
-// work finishes and is dropped, every batch still held by the consumer becomes invalid.
-qft_status qft_loader_start_epoch(qft_loader *loader, uint64_t epoch, qft_error *err);
+// Starts (or restarts) producing epoch `epoch` from this rank's batch `first_batch` (0 = the whole
+// epoch; resuming mid-epoch passes the position, so the batches before it are never decoded; equal to
+// the batches per epoch: nothing left). Batch j is the same whatever the start. An epoch in progress
+// is abandoned: its in-flight work finishes and is dropped, every batch still held by the consumer
+// becomes invalid. A first_batch outside [0, batches per epoch] is QFT_ERR_INVALID (nothing changes).
+qft_status qft_loader_start_epoch(qft_loader *loader, uint64_t epoch, int first_batch, qft_error *err);
 
 // Batches of this rank in one epoch.
 int qft_loader_batches_per_epoch(const qft_loader *loader);
@@ -75,6 +78,9 @@ void qft_loader_release(qft_loader *loader, const qft_loader_batch *batch);
 
 // Failed decodes so far, over all epochs (work abandoned by start_epoch / destroy not counted).
 int64_t qft_loader_corrupt_count(const qft_loader *loader);
+
+// Image decodes attempted so far (failed ones and abandoned work included): the decoding work done.
+int64_t qft_loader_decode_count(const qft_loader *loader);
 
 // Stops the workers (finishing at most the image each is on), joins them and frees everything.
 // Safe at any point, mid-epoch included. NULL is a no-op.

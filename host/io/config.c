@@ -18,7 +18,7 @@
 // ---------------------------------------------------------------------------------------------
 // The schema
 
-typedef enum { KEY_INTEGER, KEY_REAL, KEY_BOOL, KEY_STRING, KEY_ENUM, KEY_QUANT_RULES } config_key_type;
+typedef enum { KEY_INTEGER, KEY_REAL, KEY_BOOL, KEY_STRING, KEY_ENUM, KEY_REAL_LIST, KEY_QUANT_RULES } config_key_type;
 
 typedef struct {
     const char *name;           // dotted key: "train.lr"
@@ -27,10 +27,12 @@ typedef struct {
     size_t size;                // of the field: int or long for integers, the array for strings
     long long int_default;      // KEY_INTEGER, KEY_BOOL
     double real_default;        // KEY_REAL
+    qft_real_list list_default; // KEY_REAL_LIST
+    unsigned list_lengths;      // KEY_REAL_LIST: bit n set = a list of n values is allowed
     const char *string_default; // KEY_STRING, KEY_ENUM
     long long int_min, int_max; // KEY_INTEGER, inclusive
-    double real_min, real_max;  // KEY_REAL; +-INFINITY = unbounded on that side
-    int min_open, max_open;     // KEY_REAL: bound excluded
+    double real_min, real_max;  // KEY_REAL, each value of KEY_REAL_LIST; +-INFINITY = unbounded on that side
+    int min_open, max_open;     // the same: bound excluded
     const char *choices;        // KEY_ENUM: "a|b|c"
     const char *doc;            // one line, no '|' (it goes into a Markdown table)
 } config_key;
@@ -70,6 +72,13 @@ static const config_section config_sections[] = {
      .choices = list, .doc = text}
 #define QUANT_RULES(key, f, text)                                                             \
     {.name = key, .type = KEY_QUANT_RULES, FIELD(f, qft_quant_rule_list: 1), .doc = text}
+// A list key's default and allowed lengths: REAL_LIST(..., VALUES(1, 0.5), LENGTH(1) | LENGTH(3), ...).
+#define REAL_LIST(key, f, def, lengths, lo, lo_open, hi, hi_open, text)                        \
+    {.name = key, .type = KEY_REAL_LIST, FIELD(f, qft_real_list: 1), .list_default = def,      \
+     .list_lengths = lengths, .real_min = lo, .min_open = lo_open, .real_max = hi,            \
+     .max_open = hi_open, .doc = text}
+#define VALUES(n, ...) {.count = n, .values = {__VA_ARGS__}}
+#define LENGTH(n) (1u << (n))
 #define CLOSED 0
 #define OPEN 1
 
@@ -134,10 +143,12 @@ static const config_key config_keys[] = {
             "Examples per evaluation batch."),
     INTEGER("data.max_seq_len", data.max_seq_len, 128, 1, 8192,
             "Tokens per text example, at most model.max_position_embeddings."),
-    REAL("data.normalize_mean", data.normalize_mean, 0.2860, -INFINITY, CLOSED, INFINITY, CLOSED,
-         "Pixel mean subtracted after scaling pixels to [0, 1] (the same for all channels; `imagefolder` with Hugging Face ViT checkpoints: 0.5; per-channel ImageNet means are not supported yet)."),
-    REAL("data.normalize_std", data.normalize_std, 0.3530, 0, OPEN, INFINITY, CLOSED,
-         "Pixel standard deviation divided out after subtracting the mean (all channels; HF ViT: 0.5)."),
+    REAL_LIST("data.normalize_mean", data.normalize_mean, VALUES(1, 0.2860), LENGTH(1) | LENGTH(3), -INFINITY,
+              CLOSED, INFINITY, CLOSED,
+              "Pixel mean subtracted after scaling pixels to [0, 1], as torchvision's Normalize: `(x - mean[c]) / std[c]`. One number for every channel, or one per channel (`[0.485, 0.456, 0.406]`; as many as model.num_channels). Use the pretrained model's values: Hugging Face ViT checkpoints 0.5, DeiT/timm ImageNet models `[0.485, 0.456, 0.406]`."),
+    REAL_LIST("data.normalize_std", data.normalize_std, VALUES(1, 0.3530), LENGTH(1) | LENGTH(3), 0, OPEN,
+              INFINITY, CLOSED,
+              "Pixel standard deviation divided out after subtracting the mean: one number or one per channel, like data.normalize_mean (HF ViT: 0.5; DeiT/timm ImageNet: `[0.229, 0.224, 0.225]`)."),
     INTEGER("data.workers", data.workers, 2, 1, 256,
             "Image decoding threads of the `imagefolder` loader (results do not depend on it)."),
     ENUM("data.interpolation", data.interpolation, "bilinear", "bilinear|bicubic",
@@ -146,9 +157,9 @@ static const config_key config_keys[] = {
          "`imagefolder` evaluation: resize the shorter side to round(model.image_size / crop_ratio), then center-crop model.image_size."),
     BOOL("data.shuffle", data.shuffle, 1, "Reshuffle the training set every epoch (seeded by run.seed)."),
     INTEGER("data.train_limit", data.train_limit, 0, 0, LONG_MAX,
-            "Use only the first N training examples; 0 = all."),
+            "Use only N training examples; 0 = all. The first N, except `imagefolder`: N images keeping every class (each class keeps a share proportional to its size, at least one image, evenly strided over its sorted files; N below the number of classes is an error)."),
     INTEGER("data.eval_limit", data.eval_limit, 0, 0, LONG_MAX,
-            "Use only the first N evaluation examples; 0 = all."),
+            "Use only N evaluation examples; 0 = all. Chosen as for data.train_limit."),
 
     INTEGER("train.epochs", train.epochs, 15, 0, 100000,
             "Passes over the training set; used when train.steps is 0."),
@@ -322,8 +333,24 @@ static const char *type_expectation(const config_key *key) {
     case KEY_STRING: return "a string";
     case KEY_ENUM: return "a scalar";
     case KEY_QUANT_RULES: return "a list of rule mappings";
+    case KEY_REAL_LIST: return "a number or a list of numbers";
     }
     return "a value";
+}
+
+// The allowed lengths of a list key in words: "1 or 3", "1, 2 or 3".
+static void list_lengths_format(char *buf, size_t cap, const config_key *key) {
+    int lengths[32], n = 0;
+    for (int i = 0; i < 32; i++)
+        if (key->list_lengths & LENGTH(i)) lengths[n++] = i;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s%d", i == 0 ? "" : i == n - 1 ? " or " : ", ", lengths[i]);
+}
+
+static int list_length_allowed(const config_key *key, int count) {
+    return count >= 0 && count < 32 && (key->list_lengths & LENGTH(count)) != 0 && count <= QFT_REAL_LIST_MAX;
 }
 
 static int ascii_equal_nocase(const char *a, size_t len, const char *b) {
@@ -527,6 +554,81 @@ static const char *event_kind(const yaml_event_t *event) {
     }
 }
 
+// Parses a number for `key` into *out, checking the key's range: the key's value, or item `item` (>= 0)
+// of a list, which messages name as "data.normalize_std[1]" (overrides too, where the key is implied).
+static qft_status loader_parse_real(config_loader *loader, const config_key *key, long item, const char *text,
+                                    size_t len, unsigned long line, double *out) {
+    char label[96];
+    if (item < 0) snprintf(label, sizeof label, "%s", key->name);
+    else snprintf(label, sizeof label, "%s[%ld]", key->name, item);
+    char number[512], *end = NULL;
+    double value = 0;
+    int ok = len > 0 && len < sizeof number && !memchr(text, '\0', len) && text[0] != ' ' && text[0] != '\t' &&
+             text[0] != '\n';
+    if (ok) {
+        memcpy(number, text, len);
+        number[len] = '\0';
+        value = strtod(number, &end);
+        ok = end == number + len;
+    }
+    if (!ok) {
+        char got[96];
+        got_scalar(got, sizeof got, text, len);
+        if (item < 0) return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "expected a number, got %s", got);
+        return loader_fail(loader, line, NULL, QFT_ERR_INVALID, "%s: expected a number, got %s", label, got);
+    }
+    if (!real_in_range(key, value)) {
+        char range[RANGE_CAP], shown[72];
+        range_format(range, sizeof range, key);
+        text_for_message(shown, sizeof shown, text, len);
+        int bracket = isfinite(value) && (range[0] == '[' || range[0] == '(');
+        return loader_fail(loader, line, NULL, QFT_ERR_INVALID, "%s = %s: out of range%s%s", label, shown,
+                           bracket ? " " : ", must be ", isfinite(value) ? range : "a finite number");
+    }
+    *out = value;
+    return QFT_OK;
+}
+
+static qft_status loader_list_length_fail(config_loader *loader, const config_key *key, unsigned long line,
+                                          long count) {
+    char lengths[64];
+    list_lengths_format(lengths, sizeof lengths, key);
+    return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "expected %s numbers, got %ld", lengths, count);
+}
+
+// Reads the items of a YAML sequence (its start already read) into a KEY_REAL_LIST: numbers only,
+// as many as the key allows.
+static qft_status loader_apply_list(config_loader *loader, const config_key *key, unsigned long line) {
+    qft_real_list list;
+    memset(&list, 0, sizeof list);
+    long count = 0;
+    for (;;) {
+        yaml_event_t event;
+        qft_status status = loader_next(loader, &event);
+        if (status) return status;
+        if (event.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&event);
+            break;
+        }
+        double value = 0;
+        if (event.type == YAML_SCALAR_EVENT)
+            status = loader_parse_real(loader, key, count, (const char *)event.data.scalar.value,
+                                       event.data.scalar.length, event_line(&event), &value);
+        else
+            status = loader_fail(loader, event_line(&event), NULL, QFT_ERR_INVALID, "%s[%ld]: expected a number, got %s",
+                                 key->name, count, event_kind(&event));
+        yaml_event_delete(&event);
+        if (status) return status;
+        if (count < QFT_REAL_LIST_MAX) list.values[count] = value;
+        count++;
+    }
+    if (!list_length_allowed(key, count > INT_MAX ? -1 : (int)count))
+        return loader_list_length_fail(loader, key, line, count);
+    list.count = (int)count;
+    memcpy(field_ptr(&loader->work, key), &list, sizeof list);
+    return QFT_OK;
+}
+
 // Parses one scalar for `key` into loader->work; `is_null` marks a plain empty/~/null scalar.
 static qft_status loader_apply_scalar(config_loader *loader, const config_key *key, const char *text, size_t len,
                                       int is_null, unsigned long line) {
@@ -558,27 +660,16 @@ static qft_status loader_apply_scalar(config_loader *loader, const config_key *k
         integer_set(&loader->work, key, value);
         return QFT_OK;
     }
-    case KEY_REAL: {
-        char number[512], *end = NULL;
-        double value = 0;
-        int ok = len > 0 && len < sizeof number && !has_nul && text[0] != ' ' && text[0] != '\t' &&
-                 text[0] != '\n';
-        if (ok) {
-            memcpy(number, text, len);
-            number[len] = '\0';
-            value = strtod(number, &end);
-            ok = end == number + len;
-        }
-        if (!ok) return loader_fail(loader, line, key->name, QFT_ERR_INVALID, "expected a number, got %s", got);
-        if (!real_in_range(key, value)) {
-            char range[RANGE_CAP], shown[72];
-            range_format(range, sizeof range, key);
-            text_for_message(shown, sizeof shown, text, len);
-            int bracket = isfinite(value) && (range[0] == '[' || range[0] == '(');
-            return loader_fail(loader, line, NULL, QFT_ERR_INVALID, "%s = %s: out of range%s%s", key->name, shown,
-                               bracket ? " " : ", must be ", isfinite(value) ? range : "a finite number");
-        }
-        *(double *)field_ptr(&loader->work, key) = value;
+    case KEY_REAL:
+        return loader_parse_real(loader, key, -1, text, len, line, (double *)field_ptr(&loader->work, key));
+    case KEY_REAL_LIST: {
+        qft_real_list list;
+        memset(&list, 0, sizeof list);
+        qft_status status = loader_parse_real(loader, key, -1, text, len, line, &list.values[0]);
+        if (status) return status;
+        list.count = 1;
+        if (!list_length_allowed(key, 1)) return loader_list_length_fail(loader, key, line, 1);
+        memcpy(field_ptr(&loader->work, key), &list, sizeof list);
         return QFT_OK;
     }
     case KEY_BOOL: {
@@ -718,6 +809,8 @@ static qft_status loader_apply_node(config_loader *loader, const config_key *key
     if (value->type == YAML_SCALAR_EVENT)
         return loader_apply_scalar(loader, key, (const char *)value->data.scalar.value, value->data.scalar.length,
                                    scalar_is_null(value), event_line(value));
+    if (key->type == KEY_REAL_LIST && value->type == YAML_SEQUENCE_START_EVENT)
+        return loader_apply_list(loader, key, event_line(value));
     if (key->type == KEY_ENUM)
         return loader_fail(loader, event_line(value), key->name, QFT_ERR_INVALID, "expected one of %s, got %s",
                            key->choices, event_kind(value));
@@ -899,6 +992,7 @@ void qft_config_defaults(qft_config *cfg) {
         case KEY_INTEGER: integer_set(cfg, key, key->int_default); break;
         case KEY_BOOL: *(int *)field_ptr(cfg, key) = (int)key->int_default; break;
         case KEY_REAL: *(double *)field_ptr(cfg, key) = key->real_default; break;
+        case KEY_REAL_LIST: memcpy(field_ptr(cfg, key), &key->list_default, sizeof key->list_default); break;
         case KEY_STRING:
         case KEY_ENUM:
             string_set((char *)field_ptr(cfg, key), key->size, key->string_default, strlen(key->string_default));
@@ -991,7 +1085,8 @@ qft_status qft_config_override(qft_config *cfg, const char *assignment, qft_erro
         goto done;
     }
 
-    // The value is a one-scalar YAML document, so quoting works as in a file: run.name='a b'.
+    // The value is a one-node YAML document, so quoting works as in a file: run.name='a b', and list
+    // keys take a flow sequence: data.normalize_mean=[0.5,0.5,0.5].
     status = loader_check_syntax(loader);
     if (status) goto done;
     yaml_event_t event;
@@ -1019,6 +1114,27 @@ done:
     return status;
 }
 
+static qft_status list_check(const qft_real_list *list, const config_key *key, qft_error *err) {
+    if (!list_length_allowed(key, list->count)) {
+        char lengths[64];
+        list_lengths_format(lengths, sizeof lengths, key);
+        return qft_fail(err, QFT_ERR_INVALID, "%s: %d values, expected %s", key->name, list->count, lengths);
+    }
+    for (int i = 0; i < list->count; i++) {
+        double value = list->values[i];
+        if (real_in_range(key, value)) continue;
+        char range[RANGE_CAP], shown[40], label[96];
+        range_format(range, sizeof range, key);
+        real_format(shown, sizeof shown, value);
+        if (list->count == 1) snprintf(label, sizeof label, "%s", key->name);
+        else snprintf(label, sizeof label, "%s[%d]", key->name, i);
+        int bracket = isfinite(value) && (range[0] == '[' || range[0] == '(');
+        return qft_fail(err, QFT_ERR_INVALID, "%s = %s: out of range%s%s", label, shown,
+                        bracket ? " " : ", must be ", isfinite(value) ? range : "a finite number");
+    }
+    return QFT_OK;
+}
+
 // Checks one stored value against the schema (validate cannot assume the struct came from a loader).
 static qft_status value_check(const qft_config *cfg, const config_key *key, qft_error *err) {
     switch (key->type) {
@@ -1044,6 +1160,7 @@ static qft_status value_check(const qft_config *cfg, const config_key *key, qft_
         }
         return QFT_OK;
     }
+    case KEY_REAL_LIST: return list_check((const qft_real_list *)field_cptr(cfg, key), key, err);
     case KEY_BOOL: {
         int value = *(const int *)field_cptr(cfg, key);
         if (value != 0 && value != 1)
@@ -1115,6 +1232,15 @@ static qft_status config_check(const qft_config *cfg, qft_error *err) {
     if (strcmp(cfg->data.dataset, "imagefolder") == 0 && m->num_channels != 3)
         return qft_fail(err, QFT_ERR_INVALID, "data.dataset imagefolder needs model.num_channels 3, got %d",
                         m->num_channels);
+    if (vision) {
+        const qft_real_list *lists[2] = {&cfg->data.normalize_mean, &cfg->data.normalize_std};
+        for (int i = 0; i < 2; i++)
+            if (lists[i]->count != 1 && lists[i]->count != m->num_channels)
+                return qft_fail(err, QFT_ERR_INVALID,
+                                "data.%s has %d values, but model.num_channels is %d (give 1 value for every "
+                                "channel, or one per channel)",
+                                i ? "normalize_std" : "normalize_mean", lists[i]->count, m->num_channels);
+    }
     if (glue) {
         const qft_glue_task_info *task = cfg->data.task[0] ? qft_glue_task_find(cfg->data.task) : NULL;
         if (!task)
@@ -1180,6 +1306,22 @@ static void yaml_write_quoted(FILE *out, const char *s, size_t len) {
     fputc('"', out);
 }
 
+// One value as a plain number (it loads back as a list of one), more as a flow sequence "[a, b, c]".
+#define LIST_TEXT_CAP (QFT_REAL_LIST_MAX * 44 + 4)  // 40 per number, ", " between, brackets
+static void list_format_yaml(char *buf, size_t cap, const qft_real_list *list) {
+    if (list->count == 1) {
+        real_format_yaml(buf, cap, list->values[0]);
+        return;
+    }
+    size_t used = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < list->count && i < QFT_REAL_LIST_MAX && used < cap; i++) {
+        char number[40];
+        real_format_yaml(number, sizeof number, list->values[i]);
+        used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", number);
+    }
+    if (used < cap) snprintf(buf + used, cap - used, "]");
+}
+
 static void value_write_yaml(FILE *out, const qft_config *cfg, const config_key *key) {
     char buf[40];
     switch (key->type) {
@@ -1189,6 +1331,12 @@ static void value_write_yaml(FILE *out, const qft_config *cfg, const config_key 
         real_format_yaml(buf, sizeof buf, *(const double *)field_cptr(cfg, key));
         fputs(buf, out);
         break;
+    case KEY_REAL_LIST: {
+        char text[LIST_TEXT_CAP];
+        list_format_yaml(text, sizeof text, (const qft_real_list *)field_cptr(cfg, key));
+        fputs(text, out);
+        break;
+    }
     case KEY_ENUM:
     case KEY_STRING: {
         const char *value = (const char *)field_cptr(cfg, key);
@@ -1253,7 +1401,8 @@ static const char config_docs_intro[] =
     "keys of the YAML file given with `--config FILE`, then `key.path=value` arguments, in command-line "
     "order; `qft config` prints the result. In YAML, "
     "nested mappings and dotted keys mean the same thing (`train: {lr: 1e-3}` is `train.lr: 1e-3`). An "
-    "override's value is read as a YAML scalar, so quoting works as in a file (`run.name='my run'`). "
+    "override's value is read as YAML, so quoting works as in a file (`run.name='my run'`) and a list key "
+    "takes a flow sequence (`data.normalize_mean=[0.485,0.456,0.406]`). "
     "Booleans accept true/false, yes/no, on/off and 1/0; integers reject fractions. Unknown keys, "
     "duplicate keys, wrong types and out-of-range values are errors, never ignored: each is one line "
     "naming the key and `file:line` (or the override), e.g. "
@@ -1268,6 +1417,12 @@ static void markdown_default(char *buf, size_t cap, const config_key *key) {
         char number[40];
         real_format_yaml(number, sizeof number, key->real_default);
         snprintf(buf, cap, "`%s`", number);
+        break;
+    }
+    case KEY_REAL_LIST: {
+        char text[LIST_TEXT_CAP];
+        list_format_yaml(text, sizeof text, &key->list_default);
+        snprintf(buf, cap, "`%s`", text);
         break;
     }
     case KEY_STRING:
@@ -1301,6 +1456,15 @@ void qft_config_write_docs(FILE *out) {
                 type = "float";
                 range_format(range, sizeof range, key);
                 break;
+            case KEY_REAL_LIST: {
+                type = "float or list";
+                char lengths[64], each[RANGE_CAP];
+                list_lengths_format(lengths, sizeof lengths, key);
+                range_format(each, sizeof each, key);
+                if (strcmp(each, "any") == 0) snprintf(range, sizeof range, "%s values", lengths);
+                else snprintf(range, sizeof range, "%s values, each %s", lengths, each);
+                break;
+            }
             case KEY_BOOL:
                 type = "bool";
                 snprintf(range, sizeof range, "true / false");

@@ -10,6 +10,14 @@
 
 #define QFT_STR_MAX 512
 
+// A short list of numbers, e.g. one value per image channel. YAML gives it as a number (a list of one)
+// or a sequence; values past `count` are zero, so equal lists compare equal byte for byte.
+#define QFT_REAL_LIST_MAX 3
+typedef struct {
+    int count;
+    double values[QFT_REAL_LIST_MAX];
+} qft_real_list;
+
 typedef struct {
     char name[QFT_STR_MAX];      // run.name: the run directory is <run.dir>/<run.name>
     char dir[QFT_STR_MAX];       // run.dir
@@ -51,8 +59,8 @@ typedef struct {
     int batch_size;              // data.batch_size
     int eval_batch_size;         // data.eval_batch_size
     int max_seq_len;             // data.max_seq_len
-    double normalize_mean;       // data.normalize_mean
-    double normalize_std;        // data.normalize_std
+    qft_real_list normalize_mean; // data.normalize_mean: 1 value (every channel) or one per channel
+    qft_real_list normalize_std;  // data.normalize_std: the same
     int workers;                 // data.workers: imagefolder decoding threads
     char interpolation[16];      // data.interpolation: bilinear | bicubic
     double crop_ratio;           // data.crop_ratio: imagefolder eval resize = round(image_size / ratio)
@@ -126,7 +134,8 @@ qft_status qft_config_load_file(qft_config *cfg, const char *path, qft_error *er
 qft_status qft_config_load_string(qft_config *cfg, const char *yaml, size_t len, const char *name,
                                   qft_error *err);
 
-// Applies one `key.path=value` override (value parsed as a YAML scalar). Errors name the override.
+// Applies one `key.path=value` override (value parsed as one YAML node: a scalar, or a flow sequence
+// for list keys). Errors name the override.
 qft_status qft_config_override(qft_config *cfg, const char *assignment, qft_error *err);
 
 // Cross-field checks (e.g. hidden_size % num_heads == 0, image_size % patch_size == 0).

@@ -354,7 +354,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             long k = s.opt.step * hp->grad_accum + micro;
             long epoch = k / batches_per_epoch, slot = k % batches_per_epoch;
             if (s.train.kind == QFT_DATASET_IMAGEFOLDER) {
-                // The loader's order is keyed by (seed, epoch) too; a resume pulls and discards up to slot.
+                // The loader's order is keyed by (seed, epoch) too; a resume starts it at slot.
                 int got = 0;
                 TRY(qft_dataset_loader_fill(&s.train, epoch, (int)slot, &s.train_buf, &got, err));
             } else {
@@ -429,12 +429,11 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     snprintf(path, sizeof path, "%s/model.safetensors", run_dir);
     TRY(qft_model_export(&s.model, path, 0, err));
     if (s.train.kind == QFT_DATASET_IMAGEFOLDER) {
-        fprintf(stderr, "imagefolder: train %ld file(s) skipped, %ld failed decode(s); val %ld skipped, %ld failed "
-                "decode(s)", qft_dataset_skipped_files(&s.train), qft_dataset_corrupt_decodes(&s.train),
-                qft_dataset_skipped_files(&s.eval), qft_dataset_corrupt_decodes(&s.eval));
-        if (s.train.discarded) fprintf(stderr, "; %ld batch(es) decoded and discarded to reach the resume position",
-                                       s.train.discarded);
-        fprintf(stderr, "\n");
+        // Decodes this run: a resume starts the loader at its position, so they cover only the steps run.
+        fprintf(stderr, "imagefolder: train %ld file(s) skipped, %ld failed decode(s) of %ld; val %ld skipped, %ld "
+                "failed decode(s)\n", qft_dataset_skipped_files(&s.train), qft_dataset_corrupt_decodes(&s.train),
+                qft_dataset_image_decodes(&s.train), qft_dataset_skipped_files(&s.eval),
+                qft_dataset_corrupt_decodes(&s.eval));
     }
     out->steps_done = s.opt.step;
     out->steps_this_run = s.opt.step - start_step;

@@ -173,6 +173,22 @@ need_fmnist() {
     done
 }
 
+# The tests that write JPEG fixtures need Pillow. Debian's python3-pil serves /usr/bin/python3, which
+# need not be the first python3 on PATH: PIL_PYTHON gets the first interpreter that has it; without
+# one the script says so and exits 77 (skipped).
+need_pillow() {
+    local py
+    for py in /usr/bin/python3 python3; do
+        if "$py" -c 'import PIL' 2>/dev/null; then
+            PIL_PYTHON=$py
+            return
+        fi
+    done
+    echo "SKIP - Pillow is missing for /usr/bin/python3 and python3 (apt-get install python3-pil)"
+    echo "$PASSED passed, $FAILED failed"
+    exit 77
+}
+
 finish() {
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
