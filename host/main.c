@@ -26,6 +26,8 @@ static void usage(FILE *out) {
             "  predict      GLUE: write the test-set submission files of that checkpoint to\n"
             "               <run.dir>/<run.name>/predictions/\n"
             "  quant-sites  list the model's quant sites and the rule (quant.rules) each one matched\n"
+            "  calibrate    set every enabled site's range from quant.calib_batches training batches;\n"
+            "               writes <run.dir>/<run.name>/calibration.safetensors (eval then quantizes)\n"
             "  config-docs  print the reference of every config key (configs/README.md)\n"
             "  config       print the resolved config\n");
 }
@@ -110,7 +112,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     int known = strcmp(command, "train") == 0 || strcmp(command, "eval") == 0 || strcmp(command, "predict") == 0 ||
-                strcmp(command, "config") == 0 || strcmp(command, "quant-sites") == 0;
+                strcmp(command, "config") == 0 || strcmp(command, "quant-sites") == 0 ||
+                strcmp(command, "calibrate") == 0;
     if (!known) {
         fprintf(stderr, "qft: unknown command '%s'\n", command);
         usage(stderr);
@@ -140,6 +143,17 @@ int main(int argc, char **argv) {
     if (strcmp(command, "config") == 0) {
         return qft_config_write_stream(&cfg, stdout, &err) == QFT_OK ? 0 : fail(command, &err);
     }
+    if (strcmp(command, "calibrate") == 0) {
+        qft_calibrate_summary cal;
+        if (qft_calibrate(&cfg, &cal, &err) != QFT_OK) return fail(command, &err);
+        printf("{\"command\": \"calibrate\", \"ok\": true, \"sites\": %d, \"batches\": %d, \"examples\": %ld",
+               cal.sites, cal.batches, cal.examples);
+        print_json_number("seconds", cal.seconds, 2);
+        printf(", \"calibration\": ");
+        print_json_string(cal.path);
+        printf("}\n");
+        return 0;
+    }
     if (strcmp(command, "quant-sites") == 0) {
         qft_quant_sites_summary sites;
         if (qft_quant_sites(&cfg, stdout, &sites, &err) != QFT_OK) return fail(command, &err);
@@ -150,7 +164,8 @@ int main(int argc, char **argv) {
     if (strcmp(command, "eval") == 0) {
         qft_eval_summary ev;
         if (qft_evaluate(&cfg, &ev, &err) != QFT_OK) return fail(command, &err);
-        printf("{\"command\": \"eval\", \"ok\": true, \"examples\": %ld", ev.examples);
+        printf("{\"command\": \"eval\", \"ok\": true, \"quantized\": %s, \"examples\": %ld",
+               ev.quantized ? "true" : "false", ev.examples);
         print_json_number("loss", ev.loss, 6);
         print_json_number("accuracy", ev.accuracy, 6);
         print_glue_metrics("", &ev.glue);

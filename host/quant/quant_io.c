@@ -99,6 +99,16 @@ qft_status qft_quant_io_save(const qft_quant_state *st, const char *path, const 
     return status;
 }
 
+int qft_quant_io_has_state(const qft_quant_state *st, const qft_safetensors *file, const char *prefix) {
+    for (int i = 0; i < st->count; i++) {
+        if (!st->sites[i].fmt.enabled) continue;
+        char name[NAME_CAP];
+        snprintf(name, sizeof name, "qft.format.%s%s", prefix, st->sites[i].name);
+        if (qft_safetensors_metadata(file, name)) return 1;
+    }
+    return 0;
+}
+
 qft_status qft_quant_io_load(qft_quant_state *st, const qft_safetensors *file, const char *prefix, qft_error *err) {
     for (int i = 0; i < st->count; i++) {
         qft_quant_site *site = &st->sites[i];

@@ -28,6 +28,9 @@ void qft_quant_io_free(qft_quant_io_export *ex);
 qft_status qft_quant_io_save(const qft_quant_state *st, const char *path, const char *const *extra_metadata,
                              qft_error *err);
 
+// 1 when the file records a state for at least one enabled site under `prefix`.
+int qft_quant_io_has_state(const qft_quant_state *st, const qft_safetensors *file, const char *prefix);
+
 // Reads every enabled site's state from an open file. A site missing from the file, a shape that
 // differs, or a format recorded differently from the site's current rule is an error naming both
 // (the rules changed since calibration). Sets `calibrated` on every enabled site.

@@ -295,3 +295,24 @@ void qft_site_output_backward(qft_quant_state *st, qft_quant_site *site, float *
     st->be->zero(d, n * sizeof(float));
     site_ste_backward(st, site, d, st->scratch_input, site->buffer, rows);
 }
+
+void qft_quant_clamp_scales(qft_quant_state *st) {
+    if (!st->param_floats) return;
+    // Scales are a few floats per channel: a host round trip is cheaper than a dedicated kernel here.
+    float *host = malloc(st->param_floats * sizeof(float));
+    if (!host) return;
+    st->be->copy_to_host(host, st->params, st->param_floats * sizeof(float));
+    for (int i = 0; i < st->count; i++) {
+        const qft_quant_site *site = &st->sites[i];
+        if (!site->fmt.enabled || site->fmt.learn == QFT_LEARN_NONE) continue;
+        float *scale = host + site->param_offset;
+        for (int k = 0; k < site->n_params; k++)
+            if (!(scale[k] >= QFT_QUANT_MIN_SCALE)) scale[k] = QFT_QUANT_MIN_SCALE;
+    }
+    st->be->copy_to_device(st->params, host, st->param_floats * sizeof(float));
+    free(host);
+}
+
+void qft_quant_zero_grads(qft_quant_state *st) {
+    if (st->grads) st->be->zero(st->grads, st->param_floats * sizeof(float));
+}

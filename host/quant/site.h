@@ -115,6 +115,12 @@ void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_
 // In-place STE for an OUTPUT site: d (dL/dx_hat on entry) becomes dL/dx.
 void qft_site_output_backward(qft_quant_state *st, qft_quant_site *site, float *d, int rows);
 
+// Keeps every scale >= QFT_QUANT_MIN_SCALE after an optimizer step (a learned step cannot cross 0).
+void qft_quant_clamp_scales(qft_quant_state *st);
+
+// Zeroes the quantizer parameter gradients (once per optimizer step, like the model's).
+void qft_quant_zero_grads(qft_quant_state *st);
+
 // LSQ gradient scale 1/sqrt(N * Qp), N = elements per quantizer group (Esser et al. 2020, §2.2).
 float qft_site_lsq_grad_factor(const qft_quant_site *site, int rows);
 

@@ -10,9 +10,12 @@
 #include <sys/stat.h>
 
 #include "../io/safetensors.h"
+#include "../quant/quant_io.h"
 
 #define MOMENT1_NAME "optimizer.exp_avg"
 #define MOMENT2_NAME "optimizer.exp_avg_sq"
+#define QUANT_MOMENT1_NAME "optimizer.quant.exp_avg"
+#define QUANT_MOMENT2_NAME "optimizer.quant.exp_avg_sq"
 
 static int parse_step_file(const char *name, long *step) {
     char tail[32];
@@ -60,12 +63,24 @@ qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, cons
     snprintf(path, sizeof path, "%s/step_%08ld.safetensors", dir, opt->step);
 
     size_t n = model->table.total_floats, bytes = n * sizeof(float);
-    int count = model->table.count + 2;
-    float *host = malloc(3 * bytes);
+    // Quantization-aware runs also carry the quantizer state and, when it learns, its moments.
+    qft_quant_io_export quant = {0};
+    if (model->quant.enabled_count > 0) {
+        qft_status qst = qft_quant_io_collect(&model->quant, QFT_CHECKPOINT_QUANT_PREFIX, &quant, err);
+        if (qst != QFT_OK) return qst;
+    }
+    size_t qn = opt->quant_floats;
+    int count = model->table.count + 2 + quant.count + (qn ? 2 : 0);
+    float *host = malloc(3 * bytes + 2 * qn * sizeof(float));
     qft_write_tensor *entries = calloc((size_t)count, sizeof *entries);
-    if (!host || !entries) {
+    int quant_meta = 0;
+    while (quant.metadata && quant.metadata[quant_meta]) quant_meta++;
+    const char **metadata = calloc((size_t)quant_meta + 9, sizeof *metadata);
+    if (!host || !entries || !metadata) {
         free(host);
         free(entries);
+        free(metadata);
+        qft_quant_io_free(&quant);
         return qft_fail(err, QFT_ERR_OOM, "out of memory staging a checkpoint");
     }
     model->be->copy_to_host(host, model->params, bytes);
@@ -75,18 +90,31 @@ qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, cons
         const qft_param *p = &model->table.items[i];
         entries[i] = (qft_write_tensor){p->name, QFT_DTYPE_F32, p->ndim, p->shape, host + p->offset, 1};
     }
-    int64_t flat_shape[1] = {(int64_t)n};
-    entries[count - 2] = (qft_write_tensor){MOMENT1_NAME, QFT_DTYPE_F32, 1, flat_shape, host + n, 1};
-    entries[count - 1] = (qft_write_tensor){MOMENT2_NAME, QFT_DTYPE_F32, 1, flat_shape, host + 2 * n, 1};
+    int64_t flat_shape[1] = {(int64_t)n}, quant_shape[1] = {(int64_t)qn};
+    int e = model->table.count;
+    entries[e++] = (qft_write_tensor){MOMENT1_NAME, QFT_DTYPE_F32, 1, flat_shape, host + n, 1};
+    entries[e++] = (qft_write_tensor){MOMENT2_NAME, QFT_DTYPE_F32, 1, flat_shape, host + 2 * n, 1};
+    for (int i = 0; i < quant.count; i++) entries[e++] = quant.tensors[i];
+    if (qn) {
+        float *qm = host + 3 * n, *qv = qm + qn;
+        model->be->copy_to_host(qm, opt->qm, qn * sizeof(float));
+        model->be->copy_to_host(qv, opt->qv, qn * sizeof(float));
+        entries[e++] = (qft_write_tensor){QUANT_MOMENT1_NAME, QFT_DTYPE_F32, 1, quant_shape, qm, 1};
+        entries[e++] = (qft_write_tensor){QUANT_MOMENT2_NAME, QFT_DTYPE_F32, 1, quant_shape, qv, 1};
+    }
     char step_text[32], seed_text[32], total_text[32];
     snprintf(step_text, sizeof step_text, "%ld", opt->step);
     snprintf(seed_text, sizeof seed_text, "%lu", seed);
     snprintf(total_text, sizeof total_text, "%ld", opt->total_steps);
-    const char *metadata[] = {"format", "pt", "qft.step", step_text, "qft.seed", seed_text,
-                              "qft.total_steps", total_text, NULL};
+    const char *base_metadata[] = {"format", "pt", "qft.step", step_text, "qft.seed", seed_text,
+                                   "qft.total_steps", total_text};
+    memcpy(metadata, base_metadata, sizeof base_metadata);
+    if (quant_meta) memcpy(metadata + 8, quant.metadata, (size_t)quant_meta * sizeof *metadata);
     qft_status st = qft_safetensors_write(path, entries, count, metadata, err);
     free(host);
     free(entries);
+    free(metadata);
+    qft_quant_io_free(&quant);
     if (st != QFT_OK) return st;
     if (written_path) snprintf(written_path, path_size, "%s", path);
     if (keep > 0) prune_checkpoints(dir, keep);
@@ -101,6 +129,25 @@ static qft_status read_moment(const qft_safetensors *st, const char *path, const
         return qft_fail(err, QFT_ERR_SHAPE, "%s: '%s' has %zu values, the model has %zu parameters", path, name,
                         t->numel, n);
     return qft_safetensors_read_f32(st, t, host, err);
+}
+
+// The quantizer state of a quantization-aware checkpoint, if it has one (a checkpoint of an FP run
+// has none: the sites then stay uncalibrated and training calibrates them).
+static qft_status load_quant(const qft_safetensors *file, const char *path, qft_model *model, qft_optimizer *opt,
+                             qft_error *err) {
+    if (!qft_safetensors_find(file, QUANT_MOMENT1_NAME) && !qft_quant_io_has_state(&model->quant, file, QFT_CHECKPOINT_QUANT_PREFIX))
+        return QFT_OK;
+    qft_status st = qft_quant_io_load(&model->quant, file, QFT_CHECKPOINT_QUANT_PREFIX, err);
+    size_t qn = opt->quant_floats;
+    if (st != QFT_OK || !qn) return st;
+    float *host = malloc(qn * sizeof(float));
+    if (!host) return qft_fail(err, QFT_ERR_OOM, "out of memory loading %s", path);
+    st = read_moment(file, path, QUANT_MOMENT1_NAME, qn, host, err);
+    if (st == QFT_OK) model->be->copy_to_device(opt->qm, host, qn * sizeof(float));
+    if (st == QFT_OK) st = read_moment(file, path, QUANT_MOMENT2_NAME, qn, host, err);
+    if (st == QFT_OK) model->be->copy_to_device(opt->qv, host, qn * sizeof(float));
+    free(host);
+    return st;
 }
 
 qft_status qft_checkpoint_load(const char *path, qft_model *model, qft_optimizer *opt, long *saved_total_steps,
@@ -126,6 +173,7 @@ qft_status qft_checkpoint_load(const char *path, qft_model *model, qft_optimizer
     if (st == QFT_OK && (!step || *end != '\0' || parsed < 0))
         st = qft_fail(err, QFT_ERR_PARSE, "%s: missing or bad 'qft.step' metadata", path);
     if (st == QFT_OK) opt->step = parsed;
+    if (st == QFT_OK && model->quant.enabled_count > 0) st = load_quant(&file, path, model, opt, err);
     const char *total = qft_safetensors_metadata(&file, "qft.total_steps");
     if (saved_total_steps) *saved_total_steps = total ? strtol(total, NULL, 10) : -1;
     free(host);

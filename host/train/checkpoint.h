@@ -8,6 +8,9 @@
 #include "../model/model.h"
 #include "optimizer.h"
 
+// Quantization-aware checkpoints also hold the quantizer state under this prefix (host/quant/quant_io.h).
+#define QFT_CHECKPOINT_QUANT_PREFIX "qft.quant."
+
 // <run_dir>/checkpoints/step_<8 digits>.safetensors; keeps the newest `keep` files.
 // Records opt->total_steps too, so a resume with a different schedule length can be flagged.
 qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, const qft_optimizer *opt,

@@ -5,13 +5,26 @@
 #include <math.h>
 #include <string.h>
 
+// Any learnable quantizer (LSQ / LSQ+) among the enabled sites?
+static int has_learnable_sites(const qft_quant_state *q) {
+    for (int i = 0; i < q->count; i++)
+        if (q->sites[i].fmt.enabled && q->sites[i].fmt.learn != QFT_LEARN_NONE) return 1;
+    return 0;
+}
+
 qft_status qft_optimizer_create(qft_optimizer *opt, const qft_model *model, const qft_train_config *hp,
-                                long total_steps, qft_error *err) {
+                                long total_steps, float quant_lr, qft_error *err) {
     memset(opt, 0, sizeof *opt);
     size_t bytes = model->table.total_floats * sizeof(float);
     opt->m = model->be->alloc(bytes);
     opt->v = model->be->alloc(bytes);
-    if (!opt->m || !opt->v) {
+    opt->quant_lr = quant_lr;
+    if (has_learnable_sites(&model->quant)) {
+        opt->quant_floats = model->quant.param_floats;
+        opt->qm = model->be->alloc(opt->quant_floats * sizeof(float));
+        opt->qv = model->be->alloc(opt->quant_floats * sizeof(float));
+    }
+    if (!opt->m || !opt->v || (opt->quant_floats && (!opt->qm || !opt->qv))) {
         qft_optimizer_free(opt, model);
         return qft_fail(err, QFT_ERR_OOM, "out of memory for optimizer state (%zu MB)", 2 * bytes >> 20);
     }
@@ -23,7 +36,9 @@ qft_status qft_optimizer_create(qft_optimizer *opt, const qft_model *model, cons
 void qft_optimizer_free(qft_optimizer *opt, const qft_model *model) {
     if (opt->m) model->be->release(opt->m);
     if (opt->v) model->be->release(opt->v);
-    opt->m = opt->v = NULL;
+    if (opt->qm) model->be->release(opt->qm);
+    if (opt->qv) model->be->release(opt->qv);
+    opt->m = opt->v = opt->qm = opt->qv = NULL;
 }
 
 float qft_schedule_lr(const qft_train_config *hp, long step, long total_steps) {
@@ -52,6 +67,13 @@ float qft_optimizer_step(qft_optimizer *opt, qft_model *model) {
         be->adamw_update(model->params + p->offset, model->grads + p->offset, opt->m + p->offset,
                          opt->v + p->offset, p->numel, lr, (float)opt->hp.beta1, (float)opt->hp.beta2,
                          (float)opt->hp.adam_eps, decay, step);
+    }
+    if (opt->quant_floats) {
+        // Non-learnable entries have zero gradients and zero moments, so the update leaves them as is.
+        float quant_lr = opt->quant_lr > 0.0f && opt->hp.lr > 0.0 ? lr * (float)(opt->quant_lr / opt->hp.lr) : lr;
+        be->adamw_update(model->quant.params, model->quant.grads, opt->qm, opt->qv, opt->quant_floats, quant_lr,
+                         (float)opt->hp.beta1, (float)opt->hp.beta2, (float)opt->hp.adam_eps, 0.0f, step);
+        qft_quant_clamp_scales(&model->quant);
     }
     opt->step++;
     return norm;

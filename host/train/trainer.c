@@ -17,9 +17,12 @@
 #include "../backend/backend.h"
 #include "../data/dataset.h"
 #include "../model/model.h"
+#include "../quant/quant_io.h"
 #include "checkpoint.h"
 #include "metrics.h"
 #include "optimizer.h"
+#include "quant_tools.h"
+#include "run_files.h"
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -33,41 +36,8 @@ static double peak_rss_mb(void) {
     return (double)usage.ru_maxrss / 1024.0;  // Linux reports KiB
 }
 
-static qft_status make_dirs(const char *path, qft_error *err) {
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return qft_fail(err, QFT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return qft_fail(err, QFT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-    return QFT_OK;
-}
-
-static void run_dir_of(const qft_config *cfg, char *dir, size_t size) {
-    snprintf(dir, size, "%s/%s", cfg->run.dir, cfg->run.name);
-}
-
-static void apply_threads(const qft_config *cfg) {
-    if (cfg->run.threads > 0) omp_set_num_threads(cfg->run.threads);
-}
-
 static int is_mnli(const qft_dataset *ds) { return ds->glue_task && ds->glue_task->id == QFT_GLUE_MNLI; }
 
-// The checkpoint `qft eval` and `qft predict` use: eval.checkpoint, else the run's newest.
-static qft_status eval_checkpoint_path(const qft_config *cfg, char *path, size_t size, qft_error *err) {
-    char run_dir[1100];
-    run_dir_of(cfg, run_dir, sizeof run_dir);
-    if (cfg->eval.checkpoint[0]) snprintf(path, size, "%s", cfg->eval.checkpoint);
-    else if (!qft_checkpoint_latest(run_dir, path, size))
-        return qft_fail(err, QFT_ERR_IO, "%s: no checkpoint to evaluate (train first, or set eval.checkpoint)",
-                        run_dir);
-    return QFT_OK;
-}
 
 // GLUE metrics of one evaluation (only for data.dataset glue; count 0 otherwise).
 typedef struct {
@@ -258,18 +228,55 @@ static void train_state_free(train_state *s) {
         if (status != QFT_OK) goto done;  \
     } while (0)
 
+// Quantization-aware training starts from quantizer parameters: the resumed checkpoint's, else the
+// calibration file (quant.calibration or <run>/calibration.safetensors), else a calibration on
+// quant.calib_batches training batches now (written to the run directory). Then quantization is on.
+static qft_status quant_training_start(const qft_config *cfg, train_state *s, const char *run_dir, qft_error *err) {
+    qft_quant_state *q = &s->model.quant;
+    int calibrated = 1;
+    for (int i = 0; i < q->count; i++)
+        if (q->sites[i].fmt.enabled && !q->sites[i].calibrated) calibrated = 0;
+    if (!calibrated) {
+        char path[2200];
+        if (cfg->quant.calibration[0]) snprintf(path, sizeof path, "%s", cfg->quant.calibration);
+        else snprintf(path, sizeof path, "%s/calibration.safetensors", run_dir);
+        if (cfg->quant.calibration[0] || access(path, F_OK) == 0) {
+            qft_safetensors file;
+            qft_status status = qft_safetensors_open(&file, path, err);
+            if (status) return status;
+            status = qft_quant_io_load(q, &file, "", err);
+            qft_safetensors_close(&file);
+            if (status) return status;
+            fprintf(stderr, "quantizers: calibration from %s\n", path);
+        } else {
+            qft_calibrate_summary cal = {0};
+            int B = cfg->data.batch_size;
+            qft_status status = qft_calibrate_model(&s->model, &s->train, &s->train_buf, B, cfg->quant.calib_batches,
+                                                    &cal, err);
+            if (status == QFT_OK)
+                status = qft_calibration_save(&s->model, run_dir, cfg->model.init_from[0] ? cfg->model.init_from : "",
+                                              &cal, err);
+            if (status) return status;
+            fprintf(stderr, "quantizers: calibrated %d site(s) on %ld example(s): %s\n", cal.sites, cal.examples,
+                    cal.path);
+        }
+    }
+    q->mode = QFT_QUANT_ON;
+    return QFT_OK;
+}
+
 qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qft_train_summary *out,
                      qft_error *err) {
     memset(out, 0, sizeof *out);
     out->final_loss = out->eval_loss = out->eval_accuracy = NAN;  // "not measured in this run"
-    apply_threads(cfg);
+    qft_apply_threads(cfg);
     train_state s;
     memset(&s, 0, sizeof s);
     qft_status status = QFT_OK;
     const qft_train_config *hp = &cfg->train;
     char run_dir[1100], path[2200];
-    run_dir_of(cfg, run_dir, sizeof run_dir);
-    TRY(make_dirs(run_dir, err));
+    qft_run_dir(cfg, run_dir, sizeof run_dir);
+    TRY(qft_make_dirs(run_dir, err));
     snprintf(path, sizeof path, "%s/config.yaml", run_dir);
     TRY(qft_config_write(cfg, path, err));
 
@@ -299,7 +306,8 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         TRY(qft_model_import_pretrained(&s.model, cfg->model.init_from, cfg->model.ignore_mismatched_sizes, stderr,
                                         &missing_head, err));
     }
-    TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, err));
+    TRY(qft_model_quant_configure(&s.model, &cfg->quant.rules, err));
+    TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, (float)cfg->quant.lr, err));
     TRY(qft_batch_buffer_init(&s.train_buf, &s.train, B, err));
     TRY(qft_batch_buffer_init(&s.eval_buf, &s.eval, EB, err));
     s.order = malloc((size_t)s.train.count * sizeof(int));
@@ -329,6 +337,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
                     "learning-rate schedule changes, so results differ from an uninterrupted run\n", saved_total,
                     total_steps);
     }
+    if (s.model.quant.enabled_count > 0) TRY(quant_training_start(cfg, &s, run_dir, err));
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
     s.metrics = fopen(path, out->resumed ? "a" : "w");
     if (!s.metrics) {
@@ -348,6 +357,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         }
         double t0 = now_seconds();
         qft_model_zero_grads(&s.model);
+        qft_quant_zero_grads(&s.model.quant);
         double step_loss = 0.0;
         for (int micro = 0; micro < hp->grad_accum; micro++) {
             // The global micro-batch index fixes epoch and position: resuming needs only the step.
@@ -367,6 +377,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             TRY(qft_model_set_batch(&s.model, &s.train_buf.batch, err));
             uint64_t rng_step = (uint64_t)k;
             float loss = qft_model_forward(&s.model, 1, seed, rng_step);
+            TRY(qft_model_quant_check(&s.model, err));
             qft_model_backward(&s.model, 1.0f / (float)hp->grad_accum, seed, rng_step);
             step_loss += loss / hp->grad_accum;
         }
@@ -447,7 +458,7 @@ done:
 
 qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error *err) {
     memset(out, 0, sizeof *out);
-    apply_threads(cfg);
+    qft_apply_threads(cfg);
     qft_model model;
     qft_dataset ds, mismatched;
     qft_batch_buffer buf;
@@ -457,17 +468,21 @@ qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error 
     memset(&buf, 0, sizeof buf);
     qft_status status = QFT_OK;
     char path[2200];
-    TRY(eval_checkpoint_path(cfg, path, sizeof path, err));
+    TRY(qft_eval_checkpoint_path(cfg, path, sizeof path, err));
     int EB = cfg->data.eval_batch_size;
     TRY(qft_dataset_open(&ds, cfg, QFT_SPLIT_EVAL, err));
     if (is_mnli(&ds)) TRY(qft_dataset_open(&mismatched, cfg, QFT_SPLIT_EVAL_MISMATCHED, err));
     TRY(qft_model_create(&model, &cfg->model, EB, cfg->data.max_seq_len, qft_backend_cpu(), (uint64_t)cfg->run.seed,
                          err));
     TRY(qft_model_import(&model, path, NULL, NULL, err));
+    int quantized = 0;
+    TRY(qft_quant_prepare_eval(&model, cfg, path, &quantized, err));
     TRY(qft_batch_buffer_init(&buf, &ds, EB, err));
     eval_result ev;
     evaluate_splits(&model, &ds, &mismatched, &buf, EB, &ev);
+    TRY(qft_model_quant_check(&model, err));
     *out = ev.base;
+    out->quantized = quantized;
     out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
     out->mnli_mm = ev.mnli_mm;
     if (ev.task) print_eval_line("", &ev);  // the GLUE metrics (the JSON line has loss and accuracy)
@@ -529,7 +544,7 @@ qft_status qft_predict(const qft_config *cfg, qft_predict_summary *out, qft_erro
     if (strcmp(cfg->data.dataset, "glue") != 0)
         return qft_fail(err, QFT_ERR_INVALID, "data.dataset: qft predict writes GLUE test-set submissions, so it "
                         "needs glue, got %s", cfg->data.dataset);
-    apply_threads(cfg);
+    qft_apply_threads(cfg);
     qft_model model;
     qft_dataset ds;
     qft_batch_buffer buf;
@@ -538,14 +553,16 @@ qft_status qft_predict(const qft_config *cfg, qft_predict_summary *out, qft_erro
     memset(&buf, 0, sizeof buf);
     qft_status status = QFT_OK;
     char path[2200], run_dir[1100], dir[1200];
-    TRY(eval_checkpoint_path(cfg, path, sizeof path, err));
+    TRY(qft_eval_checkpoint_path(cfg, path, sizeof path, err));
     int EB = cfg->data.eval_batch_size;
     TRY(qft_model_create(&model, &cfg->model, EB, cfg->data.max_seq_len, qft_backend_cpu(), (uint64_t)cfg->run.seed,
                          err));
     TRY(qft_model_import(&model, path, NULL, NULL, err));
-    run_dir_of(cfg, run_dir, sizeof run_dir);
+    int quantized = 0;
+    TRY(qft_quant_prepare_eval(&model, cfg, path, &quantized, err));
+    qft_run_dir(cfg, run_dir, sizeof run_dir);
     snprintf(dir, sizeof dir, "%s/predictions", run_dir);
-    TRY(make_dirs(dir, err));
+    TRY(qft_make_dirs(dir, err));
     // MNLI has two test splits (matched, mismatched), every other task one.
     int splits[QFT_PREDICT_MAX_FILES] = {QFT_SPLIT_TEST, QFT_SPLIT_TEST_MISMATCHED}, mnli = 0;
     for (int k = 0; k < QFT_PREDICT_MAX_FILES && (k == 0 || mnli); k++) {

@@ -36,6 +36,7 @@ typedef struct {
     double loss, accuracy;
     qft_glue_metrics glue;    // GLUE task metrics (count 0 when the data is not GLUE); MNLI: matched
     qft_mnli_mismatched mnli_mm;
+    int quantized;            // fake quantization was on (quant.rules with a calibration)
 } qft_eval_summary;
 
 // GLUE submission files written by qft_predict.
