@@ -133,8 +133,15 @@ int qft_quant_rule_check(const qft_quant_rule *rule, char *why, size_t why_cap) 
     if (!rule->pattern[0]) return snprintf(why, why_cap, "a rule needs a `pattern`"), 1;
     if (f->kind != QFT_QUANT_UNIFORM && f->granularity != QFT_GRAN_TENSOR)
         return snprintf(why, why_cap, "kind %s supports granularity tensor only", qft_quant_kind_name(f->kind)), 1;
+    if (f->kind != QFT_QUANT_UNIFORM &&
+        (f->calibrator == QFT_CALIB_MSE || f->calibrator == QFT_CALIB_OMSE || f->calibrator == QFT_CALIB_ENTROPY))
+        return snprintf(why, why_cap, "kind %s takes its scale from the top of the range: use calibrator minmax, ema "
+                        "or percentile", qft_quant_kind_name(f->kind)), 1;
     if (f->kind != QFT_QUANT_UNIFORM && f->learn != QFT_LEARN_NONE)
         return snprintf(why, why_cap, "kind %s has no learnable form (learn: none)", qft_quant_kind_name(f->kind)), 1;
+    if (f->granularity == QFT_GRAN_PEG && f->calibrator != QFT_CALIB_MINMAX)
+        return snprintf(why, why_cap, "granularity peg forms its groups from per-channel min/max: needs calibrator "
+                        "minmax"), 1;
     if (f->learn == QFT_LEARN_LSQ_PLUS && f->symmetric)
         return snprintf(why, why_cap, "learn lsq_plus learns an offset: needs symmetric: false"), 1;
     if (f->narrow && !f->is_signed) return snprintf(why, why_cap, "narrow needs a signed grid"), 1;
