@@ -200,7 +200,7 @@ static const config_key config_keys[] = {
             "Training batches (evaluation transform, no shuffling) that `qft calibrate` observes."),
     STRING("quant.calibration", quant.calibration, "",
            "Calibration state (`qft calibrate` writes `<run>/calibration.safetensors`) that `qft eval` and quantization-aware training start from; empty = that file in the run directory. Training with enabled sites and no calibration calibrates on quant.calib_batches first and writes the file."),
-    REAL("quant.lr", quant.lr, 0.0, 0, CLOSED, 10, CLOSED,
+    REAL("quant.scale_lr", quant.scale_lr, 0.0, 0, CLOSED, 10, CLOSED,
          "Peak learning rate of learnable quantizer parameters (LSQ scales, LSQ+ offsets), on the train.lr schedule, without weight decay or clipping; 0 = train.lr."),
 };
 #define KEY_COUNT (sizeof config_keys / sizeof config_keys[0])

@@ -111,7 +111,7 @@ typedef struct {
     qft_quant_rule_list rules;               // quant.rules: first match wins; no match = not quantized
     int calib_batches;                       // quant.calib_batches
     char calibration[QFT_STR_MAX];           // quant.calibration: calibration state for eval
-    double lr;                               // quant.lr: peak lr of learnable quantizer parameters
+    double scale_lr;                         // quant.scale_lr: peak lr of learnable quantizer parameters
 } qft_quant_config;
 
 typedef struct {

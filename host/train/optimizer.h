@@ -11,7 +11,7 @@ typedef struct {
     float *m, *v;     // backend memory, one float per parameter
     float *qm, *qv;   // moments of the quantizer parameters (model->quant.params), when there are any
     size_t quant_floats;
-    float quant_lr;   // quant.lr (0 = follow train.lr)
+    float quant_lr;   // quant.scale_lr (0 = follow train.lr)
     long step;        // optimizer steps taken (bias correction uses step + 1 for the next update)
     qft_train_config hp;
     long total_steps;

@@ -307,7 +307,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
                                         &missing_head, err));
     }
     TRY(qft_model_quant_configure(&s.model, &cfg->quant.rules, err));
-    TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, (float)cfg->quant.lr, err));
+    TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, (float)cfg->quant.scale_lr, err));
     TRY(qft_batch_buffer_init(&s.train_buf, &s.train, B, err));
     TRY(qft_batch_buffer_init(&s.eval_buf, &s.eval, EB, err));
     s.order = malloc((size_t)s.train.count * sizeof(int));
