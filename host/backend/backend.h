@@ -24,6 +24,10 @@ typedef enum {
     QFT_FQ_COLUMN_MAP          // k = column_group[c] (activations: channel groups, PEG)
 } qft_fq_axis;
 
+// COLUMN_MAP group indices lie in [0, QFT_FQ_MAX_COLUMN_GROUPS): the learnable backward keeps one double
+// accumulator per group (PEG uses a handful of groups; per-embedding K = C stays below this for our models).
+#define QFT_FQ_MAX_COLUMN_GROUPS 4096
+
 typedef struct {
     int qmin, qmax;                // integer grid
     qft_fq_axis axis;
@@ -140,27 +144,50 @@ typedef struct qft_backend {
     void (*mse_backward)(float *dpred, const float *pred, const float *target, size_t n, float dloss_scale);
 
     // ---- uniform fake quantization of x [rows, C] (METHODS.md §1, §3) ----
-    // out = (clamp(rint(x * (1/s)) + z, qmin, qmax) - z) * s, with (s, z) = (scale[k], zero_point[k]) for
-    // the group k of each element (qft_fq_layout), 1/s computed in float: bit for bit torch's
-    // fake_quantize_per_tensor/per_channel_affine. zero_point holds integers (stored as float; NULL = 0).
+    // Element (r, c) uses s = scale[k] > 0 and z = clamp(rint(zero_point[k]), qmin, qmax) of its group k
+    // (qft_fq_layout; zero_point NULL = 0). Rounding z is a no-op for the integer zero points calibrators give and
+    // is what torch's learnable forward does with a raw learnable z, so callers pass the raw z everywhere.
+    //   q = rint(x * (1/s)) + z   (1/s computed once in float; rint half to even, THEN z added)
+    //   out = (clamp(q, qmin, qmax) - z) * s
+    // Bit for bit torch's fake_quantize_per_tensor_affine / fake_quantize_per_channel_affine (integer zero
+    // point) and the forward of _fake_quantize_learnable_per_{tensor,channel}_affine, for finite x with
+    // |x/s| < 2^63. Where x/s >= 2^63 (and for +Inf, NaN) torch's int64 cast overflows and it returns
+    // (qmin - z) * s; qft clamps to (qmax - z) * s as the formula says, and NaN stays NaN.
     // Returns the number of non-finite inputs (NaN/Inf): callers turn a non-zero count into an error.
     // out may alias inp.
     size_t (*fake_quant_forward)(float *out, const float *inp, const float *scale, const float *zero_point,
                                  int rows, int C, const qft_fq_layout *layout);
-    // STE: dinp += dout * 1[qmin <= rint(x/s) + z <= qmax]. Learnable (dscale/dzero non-NULL, ACCUMULATED):
-    // torch's _fake_quantize_learnable_per_{tensor,channel}_affine backward (LSQ/LSQ+ rules, METHODS.md §3),
-    // each summed over its group and multiplied by grad_factor (LSQ: 1/sqrt(N * qmax)).
-    // Forward of the learnable form rounds z (rint, clamped to the grid); callers pass the raw z to both.
+    // dscale == dzero == NULL: STE, as torch's fake_quantize_*_cachemask backward (mask on the code as the
+    //   forward computes it):  dinp += dout * 1[qmin <= rint(x * (1/s)) + z <= qmax].
+    // dscale or dzero non-NULL (LSQ, Esser et al. 2020; LSQ+, Bhalgat et al. 2020): torch's
+    //   _fake_quantize_learnable_per_channel_affine backward (QuantizedOpKernels.cpp,
+    //   fake_quantize_learnable_channel_grad_kernel_cpu), which rounds x/s and z TOGETHER, with the fused
+    //   multiply-adds its AVX2/AVX-512 and CUDA builds compile:
+    //     q = rint(fma(x, 1/s, z));  inside = qmin <= q <= qmax
+    //     dinp     += inside ? dout : 0
+    //     dscale[k] += sum over the group of: inside: dout * fma(q - z, s, -x) * (1/s) * grad_factor
+    //                                         (= dout * (rint(x/s) - x/s), the LSQ step gradient)
+    //                                         q < qmin: dout * (qmin - z) * grad_factor;  q > qmax: dout * (qmax - z) * grad_factor
+    //     dzero[k]  += sum over the group of: inside: 0;  outside: -dout * s * grad_factor
+    //   grad_factor multiplies each term before the sum, as torch (LSQ: 1/sqrt(N * qmax), N = group size).
+    //   Sums are ACCUMULATED, in a fixed order (same bits for any thread count); error <= 4.8e-7 * sum|terms|.
+    //   Deliberate difference: torch's per-TENSOR learnable backward takes z = trunc(clamp(z + 0.5)) (z = 0.5 acts
+    //   as 1, z = -3 as -2), unlike its own forward; qft uses the forward's z for every layout (torch's
+    //   per-channel rule). They agree for z >= 0 except at exact .5.
     void (*fake_quant_backward)(float *dinp, float *dscale, float *dzero, const float *dout, const float *inp,
                                 const float *scale, const float *zero_point, int rows, int C,
                                 const qft_fq_layout *layout, float grad_factor);
 
     // ---- log2 / log-sqrt2 fake quantization of attention probabilities in [0, 1] (METHODS.md §4) ----
-    // log2:      q' = rint(-log2(x / s)), x_hat = s * 2^-q' for 0 <= q' < 2^bits, else 0 (q' < 0: s).
-    // log_sqrt2: q' = rint(-2 log2(x / s)), x_hat = s * 2^(-q'/2) (same clamping).
+    // r = x * (1/s) in float; log2: q' = rint(-log2 r), log_sqrt2: q' = rint(-2 log2 r) (evaluated exactly).
+    // Levels q = 0 .. 2^bits - 1: x_hat = s * 2^-q (log2) or s_q * 2^-ceil(q/2) with s_q = s * sqrt2 (float
+    // product) for odd q, else s (log_sqrt2 = s * 2^(-q/2) in RepQ-ViT's shift form). q' < 0 (x above s): x_hat = s.
+    // q' >= 2^bits, x <= 0, or a level that underflows to 0: x_hat = 0. NaN stays NaN.
     // scale: one float (1.0 = FQ-ViT's log2 form). Returns the number of non-finite inputs.
     size_t (*log_quant_forward)(float *out, const float *inp, size_t n, int bits, int sqrt2, const float *scale);
-    // dinp += dout where x is inside the grid (x_hat != 0 and q' >= 0); dscale (may be NULL) += sum dout * x_hat / s.
+    // dinp += dout where 0 <= q' < 2^bits and x_hat != 0 (METHODS.md §4 [ours]); dscale (may be NULL) +=
+    // sum dout * d x_hat/d s, with d x_hat/d s = x_hat / s as the level factor (2^-q, or sqrt2_f * 2^-ceil(q/2)),
+    // 1 above the grid (x_hat = s), 0 where x_hat = 0. Fixed-order sum in double.
     void (*log_quant_backward)(float *dinp, float *dscale, const float *dout, const float *inp, size_t n, int bits,
                                int sqrt2, const float *scale);
 

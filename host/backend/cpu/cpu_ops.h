@@ -131,6 +131,15 @@ void cpu_cross_entropy_backward(float *dlogits, const float *probs, const int32_
 float cpu_mse_forward(const float *pred, const float *target, size_t n);
 void cpu_mse_backward(float *dpred, const float *pred, const float *target, size_t n, float dloss_scale);
 
+size_t cpu_fake_quant_forward(float *out, const float *inp, const float *scale, const float *zero_point, int rows,
+                              int C, const qft_fq_layout *layout);
+void cpu_fake_quant_backward(float *dinp, float *dscale, float *dzero, const float *dout, const float *inp,
+                             const float *scale, const float *zero_point, int rows, int C,
+                             const qft_fq_layout *layout, float grad_factor);
+size_t cpu_log_quant_forward(float *out, const float *inp, size_t n, int bits, int sqrt2, const float *scale);
+void cpu_log_quant_backward(float *dinp, float *dscale, const float *dout, const float *inp, size_t n, int bits,
+                            int sqrt2, const float *scale);
+
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_scale(float *x, float factor, size_t n);
 void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
