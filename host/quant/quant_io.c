@@ -2,6 +2,7 @@
 // group map), with the site's format in the metadata so a file never silently meets other rules.
 #include "quant_io.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,8 +135,11 @@ qft_status qft_quant_io_load(qft_quant_state *st, const qft_safetensors *file, c
                 float values[n];
                 status = qft_safetensors_read_f32(file, t, values, err);
                 if (status) return status;
+                // LSQ+ learns its offset as a real number (the forward rounds it); others hold integers.
+                int real_zero = site->fmt.learn == QFT_LEARN_LSQ_PLUS;
                 for (int64_t j = 0; j < n; j++)
-                    if (k == 0 ? !(values[j] > 0.0f && values[j] < INFINITY) : values[j] != rintf(values[j]))
+                    if (k == 0 ? !(values[j] > 0.0f && values[j] < INFINITY)
+                               : !isfinite(values[j]) || (!real_zero && values[j] != rintf(values[j])))
                         return qft_fail(err, QFT_ERR_INVALID, "%s: %s[%lld] = %g is not a valid %s", file->path, name,
                                         (long long)j, values[j], k == 0 ? "scale (finite, > 0)" : "integer zero point");
                 st->be->copy_to_device(k == 0 ? site->scale : site->zero_point, values, (size_t)n * sizeof(float));
