@@ -70,13 +70,13 @@ static qft_status site_layout(qft_quant_site *site, int rule, qft_error *err) {
     site->layout.group_size = 0;
     site->layout.column_group = NULL;
     if (f->kind != QFT_QUANT_UNIFORM && site->role != QFT_SITE_PROBS)
-        return qft_fail(err, QFT_ERR_INVALID, "quant.rules[%d]: kind %s applies to attention probabilities only, "
+        return qft_fail(err, QFT_ERR_INVALID, "quant.rules rule %d: kind %s applies to attention probabilities only, "
                         "but matches %s site %s", rule, qft_quant_kind_name(f->kind), role_name(site->role), site->name);
     if (f->learn != QFT_LEARN_NONE && site->role != QFT_SITE_WEIGHT && site->role != QFT_SITE_INPUT)
-        return qft_fail(err, QFT_ERR_INVALID, "quant.rules[%d]: learn %s is for linear weights and inputs, but "
+        return qft_fail(err, QFT_ERR_INVALID, "quant.rules rule %d: learn %s is for linear weights and inputs, but "
                         "matches %s site %s", rule, qft_quant_learn_name(f->learn), role_name(site->role), site->name);
     if (site->role == QFT_SITE_PROBS && f->granularity != QFT_GRAN_TENSOR)
-        return qft_fail(err, QFT_ERR_INVALID, "quant.rules[%d]: attention probabilities %s are quantized per tensor, "
+        return qft_fail(err, QFT_ERR_INVALID, "quant.rules rule %d: attention probabilities %s are quantized per tensor, "
                         "got granularity %s", rule, site->name, qft_quant_granularity_name(f->granularity));
     switch (f->granularity) {
     case QFT_GRAN_TENSOR:
@@ -89,7 +89,7 @@ static qft_status site_layout(qft_quant_site *site, int rule, qft_error *err) {
         break;
     case QFT_GRAN_GROUP:
         if (C % f->group_size != 0)
-            return qft_fail(err, QFT_ERR_INVALID, "quant.rules[%d]: group_size %d does not divide the %d channels of %s",
+            return qft_fail(err, QFT_ERR_INVALID, "quant.rules rule %d: group_size %d does not divide the %d channels of %s",
                             rule, f->group_size, C, site->name);
         if (site->role == QFT_SITE_WEIGHT) {
             site->layout.axis = QFT_FQ_PER_ROW_GROUP;
@@ -102,10 +102,10 @@ static qft_status site_layout(qft_quant_site *site, int rule, qft_error *err) {
         break;
     case QFT_GRAN_PEG:
         if (site->role == QFT_SITE_WEIGHT)
-            return qft_fail(err, QFT_ERR_INVALID, "quant.rules[%d]: granularity peg is for activations, but matches "
+            return qft_fail(err, QFT_ERR_INVALID, "quant.rules rule %d: granularity peg is for activations, but matches "
                             "weight site %s", rule, site->name);
         if (f->peg_groups > C)
-            return qft_fail(err, QFT_ERR_INVALID, "quant.rules[%d]: peg_groups %d exceeds the %d channels of %s", rule,
+            return qft_fail(err, QFT_ERR_INVALID, "quant.rules rule %d: peg_groups %d exceeds the %d channels of %s", rule,
                             f->peg_groups, C, site->name);
         site->layout.axis = QFT_FQ_COLUMN_MAP;
         site->n_params = f->peg_groups;
@@ -137,7 +137,7 @@ qft_status qft_quant_configure(qft_quant_state *st, const qft_quant_rule_list *r
             }
         }
         if (!site->fmt.enabled) continue;
-        qft_status status = site_layout(site, site->rule, err);
+        qft_status status = site_layout(site, site->rule + 1, err);  // 1-based, as quant-sites prints
         if (status) return status;
         st->enabled_count++;
         site->param_offset = param_floats;

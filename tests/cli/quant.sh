@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Fake quantization through the CLI: `qft quant-sites` shows the rule each site matched, `qft
+# calibrate` writes the calibration state, `qft eval` quantizes with it (and refuses a state made
+# under other rules), and quantization-aware training learns LSQ scales, resumes bit for bit and
+# evaluates to the same figures afterwards.
+source "$(dirname "$0")/lib.sh" "$@"
+need_fmnist
+cd "$WORK" || exit 1
+
+BASE=("${TINY[@]}" train.steps=6 train.checkpoint_every=3)
+RUNS=$WORK/runs
+W4A4=(--config "$REPO_DIR/configs/quant/w4a4.yaml")
+LSQ='quant.rules=[{pattern: "patch_embed.*", bits: 8}, {pattern: "*.weight", bits: 4, granularity: channel, learn: lsq}, {pattern: "*.input", bits: 4, symmetric: false, signed: false, learn: lsq_plus}, {pattern: "*.attn.probs", kind: log_sqrt2, bits: 4}]'
+
+# ---- quant-sites ----
+qft_run quant-sites "${BASE[@]}" "${W4A4[@]}"
+expect_ok "quant-sites with the W4A4 preset"
+check "quant-sites lists 19 sites of the 1-layer ViT" test "$(json_field sites)" = 19
+check "W4A4 enables 13 of them (weights, linear inputs, probabilities)" test "$(json_field enabled)" = 13
+check "layers.0.fc1.weight matched rule 5 (int4 per channel)" \
+    grep -Eq '^layers\.0\.fc1\.weight +weight +32x16 +5 +int4 signed symmetric per-channel' "$OUT"
+check "layers.0.ln1.output matched no rule (fp)" grep -Eq '^layers\.0\.ln1\.output +output .* - +fp$' "$OUT"
+check "patch_embed.weight stays 8-bit (rule 1)" grep -Eq '^patch_embed\.weight +weight +16x49 +1 +int8' "$OUT"
+qft_run quant-sites "${BASE[@]}" 'quant.rules=[{pattern: "*.ln1.output", kind: log2}]'
+expect_error "a log kind on a LayerNorm output" quant-sites 1 "applies to attention probabilities only" \
+    "layers.0.ln1.output"
+qft_run quant-sites "${BASE[@]}" 'quant.rules=[{pattern: "*.resid1.output", learn: lsq}]'
+expect_error "learn on a stream tensor" quant-sites 1 "learn lsq is for linear weights and inputs"
+qft_run quant-sites "${BASE[@]}" 'quant.rules=[{pattern: "*.fc2.weight", granularity: group, group_size: 5}]'
+expect_error "a group size that does not divide the channels" quant-sites 1 "group_size 5 does not divide"
+
+# ---- PTQ: train FP, calibrate, evaluate quantized ----
+qft_run train "${BASE[@]}" run.name=fp
+expect_ok "train the FP model"
+FP_ACC=$(json_field eval_accuracy)
+qft_run eval "${BASE[@]}" "${W4A4[@]}" run.name=fp
+expect_error "eval with rules before calibration" eval 1 "no calibration state" "qft calibrate"
+qft_run calibrate "${BASE[@]}" "${W4A4[@]}" run.name=fp quant.calib_batches=3
+expect_ok "calibrate W4A4 on 3 batches"
+check "calibrate: 13 sites, 3 batches, 96 examples" \
+    test "$(json_field sites)" = 13 -a "$(json_field batches)" = 3 -a "$(json_field examples)" = 96
+check "calibration.safetensors written" test -s "$RUNS/fp/calibration.safetensors"
+qft_run eval "${BASE[@]}" "${W4A4[@]}" run.name=fp
+expect_ok "eval W4A4 with the calibration"
+check "eval JSON says quantized" test "$(json_field quantized)" = true
+Q_LOSS=$(json_field loss)
+qft_run eval "${BASE[@]}" run.name=fp
+check "the same run without rules evaluates in FP (accuracy $FP_ACC)" \
+    test "$(json_field quantized)" = false -a "$(json_field accuracy)" = "$FP_ACC"
+check "W4A4 changes the loss (FP $(json_field loss), quantized $Q_LOSS)" test "$(json_field loss)" != "$Q_LOSS"
+qft_run eval "${BASE[@]}" --config "$REPO_DIR/configs/quant/w8a8.yaml" run.name=fp
+expect_error "eval under other rules than the calibration's" eval 1 "was calibrated as" "int4" "int8"
+for calibrator in ema percentile mse omse entropy; do
+    qft_run calibrate "${BASE[@]}" "${W4A4[@]}" run.name=fp quant.calib_batches=2 \
+        "quant.rules=[{pattern: '*.weight', bits: 4, granularity: channel, calibrator: $calibrator}, {pattern: '*.input', bits: 4, symmetric: false, signed: false, calibrator: $calibrator}]"
+    expect_ok "calibrate with $calibrator"
+done
+
+# ---- QAT: LSQ scales learned, checkpointed, resumed bit for bit ----
+QAT=("${BASE[@]}" "$LSQ" model.init_from="$RUNS/fp/model.safetensors" quant.calib_batches=2)
+qft_run train "${QAT[@]}" run.name=qat
+expect_ok "QAT train 6 steps (calibrates first)"
+grep -q "quantizers: calibrated" "$ERR" && pass "QAT calibrated its quantizers before step 1" ||
+    fail "QAT calibrated its quantizers before step 1"
+QAT_ACC=$(json_field eval_accuracy)
+QAT_LOSS=$(json_field eval_loss)
+cp "$RUNS/qat/checkpoints/step_00000006.safetensors" "$WORK/straight.safetensors"
+python3 - "$RUNS/qat/calibration.safetensors" "$WORK/straight.safetensors" <<'PY' && pass "LSQ scales moved away from their calibration" || fail "LSQ scales moved away from their calibration"
+import json, struct, sys
+def tensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info["dtype"] != "F32":
+            continue
+        a, b = info["data_offsets"]
+        out[name] = struct.unpack("<%df" % ((b - a) // 4), data[a:b])
+    return out
+calib, ckpt = tensors(sys.argv[1]), tensors(sys.argv[2])
+name = "layers.0.fc1.weight.scale"
+sys.exit(0 if calib[name] != ckpt["qft.quant." + name] else 1)
+PY
+rm "$RUNS/qat/checkpoints/step_00000006.safetensors"
+qft_run train "${QAT[@]}" run.name=qat
+check "QAT resumes from step 3" test "$RC" -eq 0 -a "$(json_field resumed)" = true -a "$(json_field steps_this_run)" = 3
+check "resumed QAT checkpoint is bit-identical to the straight run's" \
+    cmp -s "$WORK/straight.safetensors" "$RUNS/qat/checkpoints/step_00000006.safetensors"
+qft_run eval "${BASE[@]}" "$LSQ" run.name=qat
+check "eval of the QAT checkpoint uses its learned quantizers (accuracy $QAT_ACC, loss $QAT_LOSS)" \
+    test "$RC" -eq 0 -a "$(json_field quantized)" = true -a "$(json_field accuracy)" = "$QAT_ACC" \
+    -a "$(json_field loss)" = "$QAT_LOSS"
+
+finish
