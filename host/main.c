@@ -7,6 +7,7 @@
 
 #include "io/config.h"
 #include "model/hf_config.h"
+#include "train/analyze_cmd.h"
 #include "train/quant_tools.h"
 #include "train/trainer.h"
 
@@ -28,6 +29,8 @@ static void usage(FILE *out) {
             "  quant-sites  list the model's quant sites and the rule (quant.rules) each one matched\n"
             "  calibrate    set every enabled site's range from quant.calib_batches training batches;\n"
             "               writes <run.dir>/<run.name>/calibration.safetensors (eval then quantizes)\n"
+            "  analyze      outlier statistics and quantization-error split of every activation site over\n"
+            "               quant.calib_batches training batches: <run.dir>/<run.name>/report.md\n"
             "  config-docs  print the reference of every config key (configs/README.md)\n"
             "  config       print the resolved config\n");
 }
@@ -113,7 +116,7 @@ int main(int argc, char **argv) {
     }
     int known = strcmp(command, "train") == 0 || strcmp(command, "eval") == 0 || strcmp(command, "predict") == 0 ||
                 strcmp(command, "config") == 0 || strcmp(command, "quant-sites") == 0 ||
-                strcmp(command, "calibrate") == 0;
+                strcmp(command, "calibrate") == 0 || strcmp(command, "analyze") == 0;
     if (!known) {
         fprintf(stderr, "qft: unknown command '%s'\n", command);
         usage(stderr);
@@ -159,6 +162,36 @@ int main(int argc, char **argv) {
         if (qft_quant_sites(&cfg, stdout, &sites, &err) != QFT_OK) return fail(command, &err);
         printf("{\"command\": \"quant-sites\", \"ok\": true, \"sites\": %d, \"enabled\": %d}\n", sites.sites,
                sites.enabled);
+        return 0;
+    }
+    if (strcmp(command, "analyze") == 0) {
+        qft_analyze_cmd_summary an;
+        if (qft_analyze_run(&cfg, &an, &err) != QFT_OK) return fail(command, &err);
+        printf("{\"command\": \"analyze\", \"ok\": true, \"run\": ");
+        print_json_string(cfg.run.name);
+        printf(", \"weights\": ");
+        print_json_string(an.weights);
+        printf(", \"report\": ");
+        print_json_string(an.report);
+        printf(", \"plotted\": %s, \"batches\": %ld, \"examples\": %ld, \"sites\": %d, \"values\": %llu",
+               an.plotted ? "true" : "false", an.batches, an.examples, an.sites, (unsigned long long)an.values);
+        for (int i = 0; i < an.bit_count; i++) {
+            const qft_analyze_cmd_bits *b = &an.bits[i];
+            char key[64];
+            static const char *const parts[] = {"share_clip", "share_round_out", "share_round_in0", "share_amp",
+                                                "share_amp_input", "share_amp_output", "share_amp_probs",
+                                                "median_share_amp", "top_site_share_amp"};
+            const double values[] = {b->share_clip, b->share_round_out, b->share_round_in0, b->share_amp,
+                                     b->share_amp_input, b->share_amp_output, b->share_amp_probs,
+                                     b->median_share_amp, b->top_site_share_amp};
+            for (int k = 0; k < 9; k++) {
+                snprintf(key, sizeof key, "%s_%dbit", parts[k], b->bits);
+                print_json_number(key, values[k], 6);
+            }
+            printf(", \"top_site_%dbit\": ", b->bits);
+            print_json_string(b->top_site);
+        }
+        printf("}\n");
         return 0;
     }
     if (strcmp(command, "eval") == 0) {

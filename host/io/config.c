@@ -197,7 +197,7 @@ static const config_key config_keys[] = {
     QUANT_RULES("quant.rules", quant.rules,
                 "Rule list, first match wins: each site takes the format of the first rule whose `pattern` matches its name; sites no rule matches stay in floating point. A YAML file or override that sets the key replaces the whole list. Fields: table below."),
     INTEGER("quant.calib_batches", quant.calib_batches, 8, 1, 1 << 20,
-            "Training batches (evaluation transform, no shuffling) that `qft calibrate` observes."),
+            "Training batches (evaluation transform, no shuffling) that `qft calibrate` and `qft analyze` observe."),
     STRING("quant.calibration", quant.calibration, "",
            "Calibration state (`qft calibrate` writes `<run>/calibration.safetensors`) that `qft eval` and quantization-aware training start from; empty = that file in the run directory. Training with enabled sites and no calibration calibrates on quant.calib_batches first and writes the file."),
     REAL("quant.scale_lr", quant.scale_lr, 0.0, 0, CLOSED, 10, CLOSED,
