@@ -20,7 +20,10 @@ build/qft calibrate --config configs/vit_fmnist.yaml --config configs/quant/w4a4
 ptq=$(build/qft eval --config configs/vit_fmnist.yaml --config configs/quant/w4a4.yaml "$@" | tail -n 1)
 echo "$ptq"
 echo "== 3/3 QAT W4A4 (configs/vit_fmnist_qat_w4a4.yaml)" >&2
-qat=$(build/qft train --config configs/vit_fmnist.yaml --config configs/vit_fmnist_qat_w4a4.yaml "$@" | tail -n 1)
+# Start from the model the FP step exported (its run directory holds model.safetensors).
+fp_model="$(dirname "$(dirname "$(field "$fp" checkpoint)")")/model.safetensors"
+qat=$(build/qft train --config configs/vit_fmnist.yaml --config configs/vit_fmnist_qat_w4a4.yaml \
+    model.init_from="$fp_model" "$@" | tail -n 1)
 echo "$qat"
 printf '{"command": "demo", "ok": true, "fp_accuracy": %s, "ptq_w4a4_accuracy": %s, "qat_w4a4_accuracy": %s}\n' \
     "$(field "$fp" eval_accuracy)" "$(field "$ptq" accuracy)" "$(field "$qat" eval_accuracy)"
