@@ -374,6 +374,55 @@ static void check_weight_only(const golden_case *g) {
     qft_model_free(&fp);
 }
 
+// The attention op's probability quantizer (qft_log_dequant, format.h) is the backend's log op bit for
+// bit (values and STE mask), on quant_ops's log cases: probabilities, exact levels and the float
+// neighbours of every rounding threshold, where a log2f-based code used to pick the adjacent level.
+static void check_prob_quantizer_matches_op(void) {
+    qft_safetensors st;
+    qft_error err;
+    if (qft_safetensors_open(&st, "tests/golden/quant_ops.safetensors", &err) != QFT_OK) {
+        CHECK(0, "cannot open quant_ops golden: %s", err.message);
+        return;
+    }
+    const qft_backend *be = qft_backend_cpu();
+    const char *cases = qft_safetensors_metadata(&st, "log_cases");
+    char list[512];
+    snprintf(list, sizeof list, "%s", cases ? cases : "");
+    int checked = 0;
+    for (char *c = strtok(list, ","); c; c = strtok(NULL, ",")) {
+        char name[128];
+        size_t n;
+        snprintf(name, sizeof name, "%s.x", c);
+        float *x = golden_read_f32(&st, name, &n);
+        snprintf(name, sizeof name, "%s.scale", c);
+        float *scale = golden_read_f32(&st, name, NULL);
+        snprintf(name, sizeof name, "%s.config", c);
+        int32_t *config = golden_read_i32(&st, name, NULL);
+        float *out = malloc(n * sizeof(float)), *mask = calloc(n, sizeof(float)), *ones = malloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+        be->log_quant_forward(out, x, n, config[0], config[1], scale);
+        be->log_quant_backward(mask, NULL, ones, x, n, config[0], config[1], scale);
+        int values = 0, masks = 0;
+        for (size_t i = 0; i < n; i++) {
+            int in_range;
+            float v = qft_log_dequant(x[i], scale[0], config[0], config[1], &in_range);
+            values += memcmp(&v, &out[i], sizeof v) != 0;
+            masks += (float)in_range != mask[i];
+        }
+        CHECK(values == 0 && masks == 0, "%s: qft_log_dequant differs from log_quant_forward/backward on %d values, "
+              "%d masks of %zu", c, values, masks, n);
+        checked++;
+        free(x);
+        free(scale);
+        free(config);
+        free(out);
+        free(mask);
+        free(ones);
+    }
+    CHECK(checked >= 4, "quant_ops has %d log cases", checked);
+    qft_safetensors_close(&st);
+}
+
 int main(void) {
     static const char *const goldens[] = {"tests/golden/quant_vit.safetensors", "tests/golden/quant_deit.safetensors",
                                           "tests/golden/quant_bert.safetensors"};
@@ -385,5 +434,6 @@ int main(void) {
         check_weight_only(&g);
         free_case(&g);
     }
+    check_prob_quantizer_matches_op();
     QFT_TEST_SUMMARY();
 }

@@ -141,14 +141,14 @@ def params_from_range(f, lo, hi):
 
 
 class LogQuant(torch.autograd.Function):
-    """qft_log_dequant (host/quant/format.h): r = x / s in float; q' = rint(-log2 r) or rint(-2 log2 r);
+    """qft_log_dequant (host/quant/format.h): r = x * (1/s) in float; q' = rint(-log2 r) or rint(-2 log2 r);
     0 where x <= 0 or q' >= 2^bits; else q = max(q', 0), x_hat = s * 2^-q or s_q * 2^-ceil(q/2) with
     s_q = s * sqrt2 (float) for odd q. Backward: dx = dx_hat where x_hat != 0 and q' >= 0 (no scale grad)."""
 
     @staticmethod
     def forward(ctx, x, scale, bits, sqrt2):
         xs = x.detach().numpy().astype(F32)
-        r = (xs / F32(scale)).astype(F32)
+        r = (xs * (F32(1) / F32(scale))).astype(F32)
         with np.errstate(divide="ignore", invalid="ignore"):
             e = -(2.0 if sqrt2 else 1.0) * np.log2(r.astype(np.float64))
         qf = np.where(r > 0, np.rint(e), np.inf)
@@ -223,7 +223,7 @@ class Quant:
         if f["kind"] != "uniform":
             assert role == "probs"
             xs = x32.detach().numpy()
-            r = (xs / s[0]).astype(F32).astype(np.float64)
+            r = (xs * (F32(1) / s[0])).astype(F32).astype(np.float64)
             pos = r > 0
             e = -(2.0 if f["kind"] == "log_sqrt2" else 1.0) * np.log2(r[pos])
             self._margin(name, np.abs(e - np.floor(e) - 0.5), TIE_TOL + TIE_TOL_REL * np.abs(e))
