@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum {
     QFT_QUANT_UNIFORM = 0,     // affine integer grid (METHODS.md §1)
@@ -82,22 +83,46 @@ static inline float qft_quant_dequant(float x, float scale, float inv_scale, flo
     return (q - zero_point) * scale;
 }
 
-// One value through the log2 (sqrt2 = 0) or log-sqrt2 (sqrt2 = 1) quantizer with scale s (METHODS.md §4):
-//   r = x / s; q' = rint(-log2 r) (log2) or rint(-2 log2 r) (log-sqrt2);
-//   x_hat = 0 where x <= 0 or q' >= 2^bits; else q = max(q', 0) and x_hat = s * 2^(-q) or s * 2^(-q/2),
-//   the latter computed as ldexp(s * (q odd ? sqrt2 : 1), -ceil(q/2)) so it is exact up to one rounding.
+// The log code q' = rint(-log2 r) (sqrt2 = 0) or rint(-2 log2 r) (sqrt2 = 1) of a positive finite or
+// infinite float r, evaluated exactly from r's bits instead of with log2f: log2f's last-ulp error puts
+// floats next to a threshold (r = 2^e * sqrt2, 2^e * 2^(1/4), ...) on the wrong level, and rounds some
+// of them to an exact .5 that rint sends to the even neighbour. r = 2^e * m, m in [1, 2), so
+// rint(-log2 r) = -e - [m > sqrt2] and rint(-2 log2 r) = -2e - [m > 2^(1/4)] - [m > 2^(3/4)]; the
+// thresholds are irrational and each is >= 1.4e-8 relative away from every float, so "m > t" is
+// "mantissa bits > those of the largest float below t" (computed with 50-digit arithmetic).
+#define QFT_LOG_MANTISSA_SQRT2 0x3504F3u     // 1.41421354 < sqrt(2) < 1.41421366
+#define QFT_LOG_MANTISSA_2_POW_1_4 0x1837F0u // 1.18920708 < 2^(1/4) < 1.18920720
+#define QFT_LOG_MANTISSA_2_POW_3_4 0x5744FCu // 1.68179274 < 2^(3/4) < 1.68179286
+static inline int qft_log_code(float r, int sqrt2) {
+    // Subnormal r: scale up by 2^32 so the exponent field is meaningful, and take it back out of e.
+    int subnormal = r < 1.17549435e-38f;
+    float normal = subnormal ? r * 0x1p32f : r;
+    uint32_t bits;
+    memcpy(&bits, &normal, sizeof bits);
+    int exponent = (int)(bits >> 23) - 127 - (subnormal ? 32 : 0);
+    uint32_t mantissa = bits & 0x7FFFFFu;
+    return sqrt2 ? -2 * exponent - (mantissa > QFT_LOG_MANTISSA_2_POW_1_4) - (mantissa > QFT_LOG_MANTISSA_2_POW_3_4)
+                 : -exponent - (mantissa > QFT_LOG_MANTISSA_SQRT2);
+}
+
+// One value through the log2 (sqrt2 = 0) or log-sqrt2 (sqrt2 = 1) quantizer with scale s (METHODS.md §4),
+// bit for bit as the backend's log_quant_forward / backward:
+//   r = x * (1/s) in float; q' = qft_log_code(r);
+//   x_hat = 0 where x <= 0 (or NaN) or q' >= 2^bits; else q = max(q', 0) and x_hat = s * 2^(-q) or
+//   s * 2^(-q/2), the latter computed as ldexp(s * (q odd ? sqrt2 : 1), -ceil(q/2)) so it is exact up
+//   to one rounding; a level that underflows to 0 is the zero level.
 // *in_range (may be NULL) = 1 where the STE passes the gradient: x_hat != 0 and q' >= 0.
 static inline float qft_log_dequant(float x, float s, int bits, int sqrt2, int *in_range) {
-    float r = x / s;
-    float qf = r > 0.0f ? rintf((sqrt2 ? -2.0f : -1.0f) * log2f(r)) : INFINITY;
-    if (!(qf < (float)(1 << bits))) {  // zero, negative, underflow to 0, NaN
+    float r = x * (1.0f / s);
+    int code = r > 0.0f ? qft_log_code(r, sqrt2) : (1 << bits);  // zero, negative, NaN: the zero level
+    if (code >= (1 << bits)) {
         if (in_range) *in_range = 0;
         return 0.0f;
     }
-    if (in_range) *in_range = qf >= 0.0f;
-    int q = qf < 0.0f ? 0 : (int)qf;
-    if (!sqrt2) return ldexpf(s, -q);
-    return ldexpf((q & 1) ? s * 1.41421356237309505f : s, -((q + 1) >> 1));
+    int q = code < 0 ? 0 : code;
+    float value = !sqrt2 ? ldexpf(s, -q) : ldexpf((q & 1) ? s * 1.41421356237309505f : s, -((q + 1) >> 1));
+    if (in_range) *in_range = code >= 0 && value != 0.0f;
+    return value;
 }
 
 // One line describing a format, e.g. "int4 signed symmetric per-channel, minmax"; "fp" when disabled.

@@ -277,7 +277,10 @@ void qft_qlinear_forward(const qft_backend *be, qft_quant_state *st, qft_quant_s
 void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site, qft_quant_site *x_site,
                           float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *weight, int N, int C, int OC) {
-    int x_active = qft_site_active(st, x_site) && dinp, w_active = qft_site_active(st, w_site) && dweight;
+    // A learnable input quantizer needs dL/dx_hat for its own parameters even where the caller wants no
+    // input gradient (the patch projection's pixels): dinp = NULL then only skips the STE into dL/dx.
+    int x_learns = qft_site_active(st, x_site) && x_site->fmt.learn != QFT_LEARN_NONE;
+    int x_active = qft_site_active(st, x_site) && (dinp || x_learns), w_active = qft_site_active(st, w_site) && dweight;
     // The GEMM gradients go to scratch when a quantizer sits in between (they are dL/dx_hat, dL/dW_hat).
     float *dx_hat = x_active ? st->scratch_input : dinp, *dw_hat = w_active ? st->scratch_weight : dweight;
     if (x_active) be->zero(dx_hat, (size_t)N * C * sizeof(float));

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
+#include "quant/format.h"
 
 // The layout switch runs once per call, never per element. Layouts fall in two shapes:
 //  - segments: contiguous runs of elements that share one (s, z) - per tensor (one run), per row (runs of C),
@@ -416,14 +417,8 @@ void cpu_fake_quant_backward(float *dinp, float *dscale, float *dzero, const flo
 
 // ---- log2 / log-sqrt2 quantizers (FQ-ViT, Lin et al. 2022; RepQ-ViT, Li et al. 2023; METHODS.md §4) ----
 //
-// q' = rint(-log2 r) or rint(-2 log2 r) with r = x * (1/s) in float, evaluated exactly from r's bits instead
-// of with log2f (whose last-ulp error differs between libms): r = 2^e * m, m in [1, 2), so
-// rint(-log2 r) = -e - [m > sqrt2] and rint(-2 log2 r) = -2e - [m > 2^(1/4)] - [m > 2^(3/4)]. The thresholds
-// are irrational, so "m > t" is "mantissa bits > those of the largest float below t" (computed with 50-digit
-// arithmetic; each threshold is >= 1.4e-8 relative away from every float, so no float sits on one).
-#define LOG_QUANT_MANTISSA_SQRT2 0x3504F3u     // 1.41421354 < sqrt(2) < 1.41421366
-#define LOG_QUANT_MANTISSA_2_POW_1_4 0x1837F0u // 1.18920708 < 2^(1/4) < 1.18920720
-#define LOG_QUANT_MANTISSA_2_POW_3_4 0x5744FCu // 1.68179274 < 2^(3/4) < 1.68179286
+// q' = rint(-log2 r) or rint(-2 log2 r) with r = x * (1/s) in float, evaluated exactly from r's bits
+// (qft_log_code in quant/format.h, shared with the attention op's probability quantizer).
 
 // Every element maps to a slot of small per-call tables: slot 0 = above the grid (q' < 0: x_hat = s, no
 // input gradient), slot 1 + q for levels q = 0 .. 2^bits - 1, slot 2^bits + 1 = zero (q' >= 2^bits, x <= 0).
@@ -461,18 +456,9 @@ static void log_quant_build_tables(log_quant_tables *t, int bits, int sqrt2, flo
 
 static inline int log_quant_slot(float x, float inv_scale, int sqrt2, int levels) {
     float r = x * inv_scale;
-    // Subnormal r: scale up by 2^32 so the exponent field is meaningful, and take it back out of e.
-    int subnormal = r < FLT_MIN;
-    float normal = subnormal ? r * 0x1p32f : r;
-    uint32_t bits;
-    memcpy(&bits, &normal, sizeof bits);
-    int exponent = (int)(bits >> 23) - 127 - (subnormal ? 32 : 0);
-    uint32_t mantissa = bits & 0x7FFFFFu;
-    int code = sqrt2 ? -2 * exponent - (mantissa > LOG_QUANT_MANTISSA_2_POW_1_4) -
-                           (mantissa > LOG_QUANT_MANTISSA_2_POW_3_4)
-                     : -exponent - (mantissa > LOG_QUANT_MANTISSA_SQRT2);
-    int slot = code < 0 ? 0 : (code >= levels ? levels + 1 : code + 1);
-    return r > 0.0f ? slot : levels + 1;  // 0, negative and NaN r: the zero slot
+    if (!(r > 0.0f)) return levels + 1;  // 0, negative and NaN r: the zero slot
+    int code = qft_log_code(r, sqrt2);
+    return code < 0 ? 0 : (code >= levels ? levels + 1 : code + 1);
 }
 
 size_t cpu_log_quant_forward(float *out, const float *inp, size_t n, int bits, int sqrt2, const float *scale) {
