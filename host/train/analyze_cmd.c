@@ -16,6 +16,7 @@
 #include "../quant/analyze_error.h"
 #include "../quant/analyze_report.h"
 #include "../quant/analyze_stats.h"
+#include "../quant/calib.h"
 #include "run_files.h"
 
 #define TOP_TOKENS 5
@@ -148,6 +149,16 @@ static size_t pack_valid(analyze_ctx *ctx, const site_acc *a, const float *x, in
     return at;
 }
 
+// The range a site's calibrator gives on one tensor (qft_analyze_range_fn): the decomposition then
+// measures the quantizer that calibrator would set. ctx is the site's format (its calibrator field);
+// minmax when the calibrator cannot run (it cannot fail on the finite values it gets here).
+static void calibrator_range(const float *x, size_t n, void *ctx, float *lo, float *hi) {
+    const qft_quant_format *f = ctx;
+    qft_error err;
+    if (f->calibrator == QFT_CALIB_MINMAX || qft_calib_range(f->calibrator, f, x, n, lo, hi, &err) != QFT_OK)
+        qft_analyze_range_minmax(x, n, NULL, lo, hi);
+}
+
 // The site observer (QFT_QUANT_OBSERVE): statistics, then the decomposition of this batch's tensor at
 // every bit width of the site and, for a linear's input, the error at the linear's output.
 static void observe(void *vctx, qft_quant_state *state, int site_index, const float *x, int rows, int C) {
@@ -175,7 +186,7 @@ static void observe(void *vctx, qft_quant_state *state, int site_index, const fl
         qft_quant_format f = a->grid;
         f.bits = a->bits[i];
         qft_analyze_error e;
-        st = qft_analyze_error_decompose(v, n_rows * cols, &f, qft_analyze_range_minmax, NULL, QFT_ANALYZE_DEFAULT_K,
+        st = qft_analyze_error_decompose(v, n_rows * cols, &f, calibrator_range, &f, QFT_ANALYZE_DEFAULT_K,
                                          a->site->name, &e, err);
         if (st != QFT_OK) break;
         sums_add(&a->sums[i], &e);
