@@ -9,6 +9,7 @@
 #include "model/hf_config.h"
 #include "train/analyze_cmd.h"
 #include "train/quant_tools.h"
+#include "train/reparam_cmd.h"
 #include "train/trainer.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -27,6 +28,9 @@ static void usage(FILE *out) {
             "  predict      GLUE: write the test-set submission files of that checkpoint to\n"
             "               <run.dir>/<run.name>/predictions/\n"
             "  quant-sites  list the model's quant sites and the rule (quant.rules) each one matched\n"
+            "  reparam      ViT/DeiT: fold calibrated per-channel qkv/fc1 input quantizers into per-tensor\n"
+            "               ones (RepQ); writes <run.dir>/<run.name>/reparam/{model,calibration}.safetensors\n"
+            "               and eval.yaml\n"
             "  calibrate    set every enabled site's range from quant.calib_batches training batches;\n"
             "               writes <run.dir>/<run.name>/calibration.safetensors (eval then quantizes)\n"
             "  analyze      outlier statistics and quantization-error split of every activation site over\n"
@@ -116,7 +120,7 @@ int main(int argc, char **argv) {
     }
     int known = strcmp(command, "train") == 0 || strcmp(command, "eval") == 0 || strcmp(command, "predict") == 0 ||
                 strcmp(command, "config") == 0 || strcmp(command, "quant-sites") == 0 ||
-                strcmp(command, "calibrate") == 0 || strcmp(command, "analyze") == 0;
+                strcmp(command, "calibrate") == 0 || strcmp(command, "analyze") == 0 || strcmp(command, "reparam") == 0;
     if (!known) {
         fprintf(stderr, "qft: unknown command '%s'\n", command);
         usage(stderr);
@@ -154,6 +158,18 @@ int main(int argc, char **argv) {
         print_json_number("seconds", cal.seconds, 2);
         printf(", \"calibration\": ");
         print_json_string(cal.path);
+        printf("}\n");
+        return 0;
+    }
+    if (strcmp(command, "reparam") == 0) {
+        qft_reparam_cmd_summary rp;
+        if (qft_reparam_command(&cfg, &rp, &err) != QFT_OK) return fail(command, &err);
+        printf("{\"command\": \"reparam\", \"ok\": true, \"folded\": %d, \"recalibrated\": %d", rp.fold.folded,
+               rp.fold.recalibrated);
+        print_json_number("min_r1", rp.fold.min_r1, 6);
+        print_json_number("max_r1", rp.fold.max_r1, 6);
+        printf(", \"eval_config\": ");
+        print_json_string(rp.eval_config);
         printf("}\n");
         return 0;
     }

@@ -56,6 +56,24 @@ for calibrator in ema percentile mse omse entropy; do
     expect_ok "calibrate with $calibrator"
 done
 
+# ---- RepQ folding: per-channel qkv/fc1 inputs become per tensor; the folded model evaluates alike ----
+PERCH='quant.rules=[{pattern: "*.qkv.input", bits: 4, granularity: channel, symmetric: false, signed: false}, {pattern: "*.fc1.input", bits: 4, granularity: channel, symmetric: false, signed: false}, {pattern: "*.input", bits: 4, symmetric: false, signed: false}]'
+qft_run calibrate "${BASE[@]}" run.name=fp "$PERCH"
+expect_ok "calibrate per-channel qkv/fc1 inputs"
+qft_run eval "${BASE[@]}" run.name=fp "$PERCH"
+UNFOLDED_LOSS=$(json_field loss)
+qft_run reparam "${BASE[@]}" run.name=fp "$PERCH"
+expect_ok "qft reparam"
+check "reparam folded 2 pairs (qkv, fc1 of the one layer)" test "$(json_field folded)" = 2
+qft_run eval "${BASE[@]}" run.name=fp --config "$RUNS/fp/reparam/eval.yaml"
+expect_ok "eval the folded model with reparam/eval.yaml"
+check "folded per-tensor model's loss $(json_field loss) equals the unfolded per-channel one's ($UNFOLDED_LOSS) to 1e-5" \
+    python3 -S -c 'import sys; a, b = map(float, sys.argv[1:]); sys.exit(abs(a - b) > 1e-5 * max(1.0, abs(b)))' \
+    "$(json_field loss)" "$UNFOLDED_LOSS"
+qft_run calibrate "${BASE[@]}" run.name=fp "${W4A4[@]}"
+qft_run reparam "${BASE[@]}" run.name=fp "${W4A4[@]}"
+expect_error "reparam without per-channel inputs" reparam 1 "no per-channel qkv.input or fc1.input"
+
 # ---- QAT: LSQ scales learned, checkpointed, resumed bit for bit ----
 QAT=("${BASE[@]}" "$LSQ" model.init_from="$RUNS/fp/model.safetensors" quant.calib_batches=2)
 qft_run train "${QAT[@]}" run.name=qat
