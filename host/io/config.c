@@ -190,6 +190,8 @@ static const config_key config_keys[] = {
             "Checkpoint every N steps; 0 = only at the end."),
     STRING("train.resume", train.resume, "auto",
            "`auto` = continue from the run directory's latest checkpoint if there is one, `never` = start fresh, else a checkpoint path."),
+    BOOL("train.freeze_weights", train.freeze_weights, 0,
+         "Keep the model's parameters fixed and train only learnable quantizer parameters (LSQ scales / LSQ+ offsets), as Quadapter trains its channel scales with the model frozen."),
 
     STRING("eval.checkpoint", eval.checkpoint, "",
            "Checkpoint to evaluate; empty = the latest in the run directory."),

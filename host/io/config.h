@@ -87,6 +87,7 @@ typedef struct {
     long eval_every;             // train.eval_every (0 = at the end of each epoch)
     long checkpoint_every;       // train.checkpoint_every (0 = only at the end)
     char resume[QFT_STR_MAX];    // train.resume: auto | never | <checkpoint path>
+    int freeze_weights;          // train.freeze_weights (bool): only quantizer parameters learn
 } qft_train_config;
 
 typedef struct {

@@ -19,8 +19,11 @@ static qft_status pair_check(const fold_pair *p, qft_error *err) {
     if (p->ln_out && p->ln_out->fmt.enabled)
         return qft_fail(err, QFT_ERR_INVALID, "reparam: %s is quantized: folding would rescale the values it sees "
                         "(disable it or leave %s per tensor)", p->ln_out->name, s->name);
-    if (s->fmt.kind != QFT_QUANT_UNIFORM || s->fmt.learn != QFT_LEARN_NONE)
-        return qft_fail(err, QFT_ERR_INVALID, "reparam: %s must be a calibrated uniform quantizer (no learn)", s->name);
+    // LSQ-learned per-channel scales fold like calibrated ones (that is Quadapter's channel scale,
+    // docs/quant.md); an LSQ+ offset is a real number, so r2 would not be integral.
+    if (s->fmt.kind != QFT_QUANT_UNIFORM || s->fmt.learn == QFT_LEARN_LSQ_PLUS)
+        return qft_fail(err, QFT_ERR_INVALID, "reparam: %s must be a uniform quantizer with integer zero points "
+                        "(calibrated or learn: lsq, not lsq_plus)", s->name);
     if (!s->calibrated) return qft_fail(err, QFT_ERR_INVALID, "reparam: %s is not calibrated", s->name);
     return QFT_OK;
 }

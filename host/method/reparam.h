@@ -21,7 +21,8 @@ typedef struct {
 // the linear's output is the same up to float rounding. Enabled weight sites of those linears are
 // recalibrated on W' (RepQ recalibrates them too). Refused (error naming the reason): post-LN BERT
 // (its LayerNorm output also feeds the residual: folding would change it), a quantized LayerNorm
-// output site (ln1/ln2.output: it would see the rescaled values), a learnable input site.
+// output site (ln1/ln2.output: it would see the rescaled values), an LSQ+ input site (real offsets).
+// LSQ-learned per-channel scales fold as calibrated ones do (Quadapter-style training, docs/quant.md).
 qft_status qft_reparam_fold(qft_model *m, qft_reparam_summary *out, qft_error *err);
 
 #endif

@@ -61,7 +61,7 @@ float qft_optimizer_step(qft_optimizer *opt, qft_model *model) {
         be->scale(model->grads, (float)(opt->hp.grad_clip / (norm + 1e-6)), n);
     float lr = qft_schedule_lr(&opt->hp, opt->step, opt->total_steps);
     int step = (int)(opt->step + 1);
-    for (int i = 0; i < model->table.count; i++) {
+    for (int i = 0; i < model->table.count && !opt->hp.freeze_weights; i++) {
         const qft_param *p = &model->table.items[i];
         float decay = p->weight_decay ? (float)opt->hp.weight_decay : 0.0f;
         be->adamw_update(model->params + p->offset, model->grads + p->offset, opt->m + p->offset,

@@ -111,4 +111,29 @@ check "eval of the QAT checkpoint uses its learned quantizers (accuracy $QAT_ACC
     test "$RC" -eq 0 -a "$(json_field quantized)" = true -a "$(json_field accuracy)" = "$QAT_ACC" \
     -a "$(json_field loss)" = "$QAT_LOSS"
 
+# ---- Quadapter-style: learned per-channel input scales, model frozen, then folded ----
+QUAD='quant.rules=[{pattern: "*.qkv.input", bits: 4, granularity: channel, symmetric: false, signed: false, learn: lsq}, {pattern: "*.fc1.input", bits: 4, granularity: channel, symmetric: false, signed: false, learn: lsq}]'
+qft_run train "${BASE[@]}" "$QUAD" run.name=quad model.init_from="$RUNS/fp/model.safetensors" \
+    train.freeze_weights=true quant.calib_batches=2 quant.scale_lr=0.01
+expect_ok "train only the per-channel input scales (train.freeze_weights)"
+python3 - "$RUNS/fp/model.safetensors" "$RUNS/quad/model.safetensors" <<'PY' && pass "train.freeze_weights kept every model parameter" || fail "train.freeze_weights kept every model parameter"
+import json, struct, sys
+def tensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    return {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in header.items() if k != "__metadata__"}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+sys.exit(0 if a == b else 1)
+PY
+qft_run eval "${BASE[@]}" "$QUAD" run.name=quad
+QUAD_LOSS=$(json_field loss)
+qft_run reparam "${BASE[@]}" "$QUAD" run.name=quad
+check "reparam folds the learned channel scales (2 pairs)" test "$RC" -eq 0 -a "$(json_field folded)" = 2
+qft_run eval "${BASE[@]}" run.name=quad --config "$RUNS/quad/reparam/eval.yaml"
+check "folded Quadapter model's loss $(json_field loss) equals the unfolded one's ($QUAD_LOSS) to 1e-5" \
+    python3 -S -c 'import sys; a, b = map(float, sys.argv[1:]); sys.exit(abs(a - b) > 1e-5 * max(1.0, abs(b)))' \
+    "$(json_field loss)" "$QUAD_LOSS"
+
 finish
