@@ -191,6 +191,27 @@ typedef struct qft_backend {
     void (*log_quant_backward)(float *dinp, float *dscale, const float *dout, const float *inp, size_t n, int bits,
                                int sqrt2, const float *scale);
 
+    // ---- weight oscillation (Nagel et al., ICML 2022, arXiv 2203.11086; METHODS.md §10) on a weight
+    //      [rows, C] with its quantizer (scale/zero_point/layout as fake_quant_forward). Codes are
+    //      w_int = clamp(rint(w/s) + z, qmin, qmax). ----
+    // Dampening: returns sum over elements of (sg(w_hat) - clamp(w, s(qmin-z), s(qmax-z)))^2 and
+    // ACCUMULATES coef * 2 (clamp(w) - w_hat) into dw where w is inside the clamp range (the loss's
+    // gradient with loss weight coef per element; callers fold lambda and the aggregation into coef).
+    double (*oscillation_dampen)(float *dw, const float *w, const float *scale, const float *zero_point, int rows,
+                                 int C, const qft_fq_layout *layout, float coef);
+    // Tracking after an optimizer step, per element not yet frozen: s_t = sign(prev - code),
+    // oscillation o = (dir * s_t == -1), dir = s_t if s_t != 0, freq = m o + (1 - m) freq,
+    // ema = m code + (1 - m) ema, prev = code. When threshold > 0 and freq > threshold the element
+    // freezes: frozen = 1 and w = s (rint(ema) - z) from then on. Elements already frozen get
+    // w = s (rint(ema) - z) (undoing the optimizer's move). Returns the number of elements frozen now.
+    // prev/dir: int8 state; freq/ema: float; frozen: uint8 (all zero-initialized; the first call with
+    // initialize = 1 only records codes).
+    size_t (*oscillation_track)(float *w, const float *scale, const float *zero_point, int rows, int C,
+                                const qft_fq_layout *layout, int8_t *prev, int8_t *dir, float *freq, float *ema,
+                                uint8_t *frozen, float momentum, float threshold, int initialize);
+    // dw = 0 where frozen (frozen weights take no gradient).
+    void (*oscillation_mask_grad)(float *dw, const uint8_t *frozen, size_t n);
+
     // ---- reductions used by the optimizer ----
     double (*sum_squares)(const float *x, size_t n);  // for global grad-norm clipping
     void (*scale)(float *x, float factor, size_t n);

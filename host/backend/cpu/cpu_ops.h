@@ -145,4 +145,12 @@ void cpu_scale(float *x, float factor, size_t n);
 void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                       float beta2, float eps, float weight_decay, int step);
 
+// Weight oscillation (cpu_oscillation.c); contracts in backend.h.
+double cpu_oscillation_dampen(float *dw, const float *w, const float *scale, const float *zero_point, int rows,
+                              int C, const qft_fq_layout *layout, float coef);
+size_t cpu_oscillation_track(float *w, const float *scale, const float *zero_point, int rows, int C,
+                             const qft_fq_layout *layout, int8_t *prev, int8_t *dir, float *freq, float *ema,
+                             uint8_t *frozen, float momentum, float threshold, int initialize);
+void cpu_oscillation_mask_grad(float *dw, const uint8_t *frozen, size_t n);
+
 #endif
