@@ -19,7 +19,9 @@
 // Options: --model DIR (QFT_MINILM_DIR, else ~/.cache/qft/minilm), --source FILE (/var/lib/dpkg/status),
 // --calib N (256), --eval N (256), --batch B (32), --max-len T (64), --presets "w8a8 w6a6 w4a4",
 // --calibrators "minmax ema percentile:99.99 mse omse entropy" (percentile:P sets the percentile),
-// --configs DIR (configs/quant), --dump FILE (write the sentences used: set<TAB>text).
+// --configs DIR (configs/quant), --sentences FILE (a --dump file instead of --source; the sentences of
+// benchmarks/RESULTS.md are benchmarks/ptq_minilm_sentences.tsv), --dump FILE (write the sentences used: set<TAB>text). The calibrator
+// name "preset" keeps each rule's calibrator as its YAML file sets it (for per-site ablations).
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -135,6 +137,28 @@ static sentence *read_dpkg_sentences(const char *path, int *count) {
     }
     *count = kept;
     return out;
+}
+
+// A --dump file (set<TAB>text lines; set = calib | eval) read back, so the same sentences can be used
+// on a machine with another package set.
+static void read_sentence_file(const char *path, char **calib, int n_calib, int *got_c, char **eval, int n_eval,
+                               int *got_e) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "ptq_minilm: %s: cannot open\n", path);
+        exit(1);
+    }
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        char *tab = strchr(line, '\t');
+        if (!tab) continue;
+        *tab = 0;
+        if (strcmp(line, "calib") == 0 && *got_c < n_calib) calib[(*got_c)++] = strdup(tab + 1);
+        else if (strcmp(line, "eval") == 0 && *got_e < n_eval) eval[(*got_e)++] = strdup(tab + 1);
+    }
+    fclose(f);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -259,7 +283,7 @@ typedef struct {
 
 int main(int argc, char **argv) {
     const char *model_dir = getenv("QFT_MINILM_DIR"), *source = "/var/lib/dpkg/status", *configs = "configs/quant";
-    const char *dump = NULL;
+    const char *dump = NULL, *sentence_file = NULL;
     char presets_arg[512] = "w8a8 w6a6 w4a4", calibrators_arg[1024] = "minmax ema percentile:99.99 mse omse entropy";
     int n_calib = 256, n_eval = 256, B = 32, max_len = 64;
     char default_dir[1024];
@@ -274,6 +298,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--source") == 0) source = v;
         else if (strcmp(a, "--configs") == 0) configs = v;
         else if (strcmp(a, "--dump") == 0) dump = v;
+        else if (strcmp(a, "--sentences") == 0) sentence_file = v;
         else if (strcmp(a, "--presets") == 0) snprintf(presets_arg, sizeof presets_arg, "%s", v);
         else if (strcmp(a, "--calibrators") == 0) snprintf(calibrators_arg, sizeof calibrators_arg, "%s", v);
         else if (strcmp(a, "--calib") == 0) n_calib = atoi(v);
@@ -300,10 +325,15 @@ int main(int argc, char **argv) {
 
     // Sentences.
     int n_all = 0;
-    sentence *all = read_dpkg_sentences(source, &n_all);
+    sentence *all = sentence_file ? NULL : read_dpkg_sentences(source, &n_all);
     char **calib_text = calloc((size_t)n_calib, sizeof(char *)), **eval_text = calloc((size_t)n_eval, sizeof(char *));
     int got_c = 0, got_e = 0;
-    for (int k = 0; k < n_all && (got_c < n_calib || got_e < n_eval); k++) {
+    if (sentence_file) {
+        read_sentence_file(sentence_file, calib_text, n_calib, &got_c, eval_text, n_eval, &got_e);
+        source = sentence_file;
+        n_all = got_c + got_e;
+    }
+    for (int k = 0; k < n_all && !sentence_file && (got_c < n_calib || got_e < n_eval); k++) {
         if (k % 2 == 0 && got_c < n_calib) calib_text[got_c++] = all[k].text;
         else if (k % 2 == 1 && got_e < n_eval) eval_text[got_e++] = all[k].text;
     }
@@ -367,7 +397,8 @@ int main(int argc, char **argv) {
             double pct = colon ? atof(colon + 1) : 0.0;
             if (colon) *colon = 0;
             qft_quant_rule_list rules = cfg->quant.rules;
-            for (int r = 0; r < rules.count; r++) {
+            int keep = strcmp(name, "preset") == 0;  // the YAML's own calibrators (ablations)
+            for (int r = 0; r < rules.count && !keep; r++) {
                 rules.items[r].format.calibrator = calibrator_kind(name);
                 if (colon) rules.items[r].format.percentile = pct;
             }
