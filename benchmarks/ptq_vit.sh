@@ -61,7 +61,7 @@ for preset in $PRESETS; do
             a=$(json_field accuracy < "$OUT/$tag.eval.json")
             acc[$tag]=$(awk -v a="$a" -v f="$fp" 'BEGIN { printf "%.4f (%+.2f)", a, 100 * (a - f) }')
         else
-            msg=$(cat "$OUT/$tag.calibrate.json" "$OUT/$tag.eval.json" 2> /dev/null | json_error)
+            msg=$({ cat "$OUT/$tag.calibrate.json" "$OUT/$tag.eval.json" 2> /dev/null || true; } | json_error)
             acc[$tag]="error: ${msg:-see $OUT/$tag.*.err}"
         fi
         end=$(date +%s.%N)
