@@ -162,14 +162,16 @@ static int calibration_batch(qft_dataset *ds, int index, int batch_size, qft_bat
         if (qft_dataset_loader_fill(ds, 0, index, buf, &got, err) != QFT_OK) return -1;
         return got;
     }
-    int indices[n];
+    int *indices = calloc((size_t)n, sizeof(int));
+    if (!indices) return qft_fail(err, QFT_ERR_OOM, "out of memory filling a calibration batch"), -1;
     for (int i = 0; i < n; i++) indices[i] = start + i;
     qft_dataset_fill(ds, indices, n, buf);
+    free(indices);
     return n;
 }
 
-qft_status qft_calibrate_model(qft_model *model, qft_dataset *ds, qft_batch_buffer *buf, int batch_size,
-                               int max_batches, qft_calibrate_summary *out, qft_error *err) {
+qft_status qft_calibrate_model_batches(qft_model *model, qft_calib_batch_fn next, void *ctx, int max_batches,
+                                       qft_calibrate_summary *out, qft_error *err) {
     qft_quant_state *q = &model->quant;
     if (q->enabled_count == 0)
         return qft_fail(err, QFT_ERR_INVALID, "quant.rules enable no site: nothing to calibrate (see qft quant-sites)");
@@ -192,10 +194,12 @@ qft_status qft_calibrate_model(qft_model *model, qft_dataset *ds, qft_batch_buff
     q->mode = QFT_QUANT_OBSERVE;
     int tty = isatty(2);
     for (int b = 0; b < max_batches && status == QFT_OK; b++) {
-        int n = calibration_batch(ds, b, batch_size, buf, err);
-        if (n < 0) status = QFT_ERR_IO;
-        if (n <= 0) break;
-        status = qft_model_set_batch(model, &buf->batch, err);
+        qft_batch batch;
+        memset(&batch, 0, sizeof batch);
+        int n = 0;
+        status = next(ctx, b, &batch, &n, err);
+        if (status || n <= 0) break;
+        status = qft_model_set_batch(model, &batch, err);
         if (status) break;
         qft_model_forward(model, 0, 0, 0);
         if (cal.status) {
@@ -212,7 +216,7 @@ qft_status qft_calibrate_model(qft_model *model, qft_dataset *ds, qft_batch_buff
     q->observe = NULL;
     q->observe_ctx = NULL;
     if (status == QFT_OK && out->batches == 0)
-        status = qft_fail(err, QFT_ERR_INVALID, "the training split is empty: nothing to calibrate on");
+        status = qft_fail(err, QFT_ERR_INVALID, "no calibration batch: nothing to calibrate on");
     for (int i = 0; i < q->count && status == QFT_OK; i++) {
         if (!cal.calibrators[i]) continue;
         status = calibration_apply(model->be, &q->sites[i], cal.calibrators[i], err);
@@ -221,6 +225,29 @@ qft_status qft_calibrate_model(qft_model *model, qft_dataset *ds, qft_batch_buff
     for (int i = 0; i < q->count; i++) qft_calibrator_free(cal.calibrators[i]);
     free(cal.calibrators);
     return status;
+}
+
+typedef struct {
+    qft_dataset *ds;
+    qft_batch_buffer *buf;
+    int batch_size;
+} dataset_batches;
+
+static qft_status dataset_batch(void *ctx, int index, qft_batch *batch, int *rows, qft_error *err) {
+    dataset_batches *d = ctx;
+    int n = calibration_batch(d->ds, index, d->batch_size, d->buf, err);
+    if (n < 0) return QFT_ERR_IO;  // the loader's error or out of memory, message in *err
+    if (n > 0) *batch = d->buf->batch;
+    *rows = n;
+    return QFT_OK;
+}
+
+qft_status qft_calibrate_model(qft_model *model, qft_dataset *ds, qft_batch_buffer *buf, int batch_size,
+                               int max_batches, qft_calibrate_summary *out, qft_error *err) {
+    if (ds->count == 0)
+        return qft_fail(err, QFT_ERR_INVALID, "the training split is empty: nothing to calibrate on");
+    dataset_batches d = {ds, buf, batch_size};
+    return qft_calibrate_model_batches(model, dataset_batch, &d, max_batches, out, err);
 }
 
 qft_status qft_calibration_save(const qft_model *model, const char *run_dir, const char *weights,

@@ -37,6 +37,15 @@ qft_status qft_calibrate(const qft_config *cfg, qft_calibrate_summary *out, qft_
 qft_status qft_calibrate_model(qft_model *model, qft_dataset *ds, qft_batch_buffer *buf, int batch_size,
                                int max_batches, qft_calibrate_summary *out, qft_error *err);
 
+// Supplies calibration batch `index` (0, 1, ... in order): fills *batch (host memory that stays valid
+// until the next call) and sets *rows to its rows; *rows = 0 ends the calibration set early.
+typedef qft_status (*qft_calib_batch_fn)(void *ctx, int index, qft_batch *batch, int *rows, qft_error *err);
+
+// The same as qft_calibrate_model on batches from a caller-supplied iterator (up to max_batches, fewer
+// when it ends first; at least one). An error from `next` stops the calibration and is returned.
+qft_status qft_calibrate_model_batches(qft_model *model, qft_calib_batch_fn next, void *ctx, int max_batches,
+                                       qft_calibrate_summary *out, qft_error *err);
+
 // Writes <run_dir>/calibration.safetensors (path into out->path); `weights` is recorded as metadata.
 qft_status qft_calibration_save(const qft_model *model, const char *run_dir, const char *weights,
                                 qft_calibrate_summary *out, qft_error *err);
