@@ -48,6 +48,7 @@ static const config_section config_sections[] = {
     {"data", "Dataset, batching and preprocessing."},
     {"train", "Optimizer (AdamW), learning-rate schedule, logging and checkpoints."},
     {"eval", "What `qft eval` evaluates."},
+    {"oscillation", "Weight-oscillation control for low-bit QAT (Nagel et al. 2022): dampening loss and freezing of weights whose integer code keeps flipping. Needs enabled weight quant sites; see docs/methods.md."},
     {"quant", "Fake quantization: which sites are quantized and how (`qft quant-sites` lists the sites and the rule each matched), calibration. Ready rule lists: `configs/quant/*.yaml`, given as a second `--config`."},
 };
 #define SECTION_COUNT (sizeof config_sections / sizeof config_sections[0])
@@ -198,6 +199,19 @@ static const config_key config_keys[] = {
 
     QUANT_RULES("quant.rules", quant.rules,
                 "Rule list, first match wins: each site takes the format of the first rule whose `pattern` matches its name; sites no rule matches stay in floating point. A YAML file or override that sets the key replaces the whole list. Fields: table below."),
+    REAL("oscillation.dampen_lambda", oscillation.dampen_lambda, 0.0, 0, CLOSED, 100, CLOSED,
+         "Final weight of the dampening loss sum_l kernel_mean((sg(w_hat) - clamp(w))^2), reached by a cosine ramp after oscillation.start (Nagel et al.: 0.1); 0 = off."),
+    REAL("oscillation.freeze_threshold", oscillation.freeze_threshold, 0.0, 0, CLOSED, 1, CLOSED,
+         "Final oscillation-frequency threshold above which a weight freezes at its EMA code (Nagel et al.: 0.01-0.011 at 3-4 bits, at least 2-3x momentum); 0 = no freezing."),
+    REAL("oscillation.freeze_threshold_start", oscillation.freeze_threshold_start, 0.1, 0, CLOSED, 1, CLOSED,
+         "Freezing threshold right after oscillation.start; it follows a cosine down to oscillation.freeze_threshold."),
+    REAL("oscillation.momentum", oscillation.momentum, 0.01, 0, OPEN, 1, CLOSED,
+         "EMA factor m of the oscillation frequency f = m o + (1 - m) f and of the integer-code EMA."),
+    REAL("oscillation.start", oscillation.start, 0.25, 0, CLOSED, 1, OPEN,
+         "Fraction of training before dampening and freezing begin (tracking starts at step 1)."),
+    INTEGER("oscillation.max_bits", oscillation.max_bits, 4, 2, 8,
+            "Only weight quantizers with at most this many bits are tracked (oscillations matter at low bits)."),
+
     INTEGER("quant.calib_batches", quant.calib_batches, 8, 1, 1 << 20,
             "Training batches (evaluation transform, no shuffling) that `qft calibrate` and `qft analyze` observe."),
     STRING("quant.calibration", quant.calibration, "",

@@ -116,12 +116,22 @@ typedef struct {
 } qft_quant_config;
 
 typedef struct {
+    double dampen_lambda;        // oscillation.dampen_lambda: final dampening weight (0 = off)
+    double freeze_threshold;     // oscillation.freeze_threshold: final freezing threshold (0 = no freezing)
+    double freeze_threshold_start; // oscillation.freeze_threshold_start
+    double momentum;             // oscillation.momentum: EMA factor m of the frequency and the code EMA
+    double start;                // oscillation.start: fraction of training before dampening/freezing begin
+    int max_bits;                // oscillation.max_bits: only weight quantizers with at most these bits
+} qft_oscillation_config;
+
+typedef struct {
     qft_run_config run;
     qft_model_config model;
     qft_data_config data;
     qft_train_config train;
     qft_eval_config eval;
     qft_quant_config quant;
+    qft_oscillation_config oscillation;
     char source_path[QFT_STR_MAX]; // the YAML file the config came from (for messages)
 } qft_config;
 

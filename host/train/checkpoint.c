@@ -55,7 +55,8 @@ static void prune_checkpoints(const char *dir, int keep) {
 }
 
 qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, const qft_optimizer *opt,
-                               unsigned long seed, int keep, char *written_path, size_t path_size, qft_error *err) {
+                               unsigned long seed, int keep, const qft_write_tensor *extra, int extra_count,
+                               char *written_path, size_t path_size, qft_error *err) {
     char dir[2048], path[2100];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
@@ -70,7 +71,7 @@ qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, cons
         if (qst != QFT_OK) return qst;
     }
     size_t qn = opt->quant_floats;
-    int count = model->table.count + 2 + quant.count + (qn ? 2 : 0);
+    int count = model->table.count + 2 + quant.count + (qn ? 2 : 0) + (extra ? extra_count : 0);
     float *host = malloc(3 * bytes + 2 * qn * sizeof(float));
     qft_write_tensor *entries = calloc((size_t)count, sizeof *entries);
     int quant_meta = 0;
@@ -102,6 +103,7 @@ qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, cons
         entries[e++] = (qft_write_tensor){QUANT_MOMENT1_NAME, QFT_DTYPE_F32, 1, quant_shape, qm, 1};
         entries[e++] = (qft_write_tensor){QUANT_MOMENT2_NAME, QFT_DTYPE_F32, 1, quant_shape, qv, 1};
     }
+    for (int i = 0; extra && i < extra_count; i++) entries[e++] = extra[i];
     char step_text[32], seed_text[32], total_text[32];
     snprintf(step_text, sizeof step_text, "%ld", opt->step);
     snprintf(seed_text, sizeof seed_text, "%lu", seed);

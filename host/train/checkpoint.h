@@ -5,6 +5,7 @@
 #define QFT_TRAIN_CHECKPOINT_H
 
 #include "../core/status.h"
+#include "../io/safetensors.h"
 #include "../model/model.h"
 #include "optimizer.h"
 
@@ -13,8 +14,11 @@
 
 // <run_dir>/checkpoints/step_<8 digits>.safetensors; keeps the newest `keep` files.
 // Records opt->total_steps too, so a resume with a different schedule length can be flagged.
+// extra (may be NULL): method state to store beside them (e.g. the oscillation tracker), read back by
+// the method from the checkpoint file after qft_checkpoint_load.
 qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, const qft_optimizer *opt,
-                               unsigned long seed, int keep, char *written_path, size_t path_size, qft_error *err);
+                               unsigned long seed, int keep, const qft_write_tensor *extra, int extra_count,
+                               char *written_path, size_t path_size, qft_error *err);
 
 // Loads parameters, moments and step from path. opt may be NULL (evaluation). *saved_total_steps
 // (may be NULL) receives the schedule length recorded at save time, or -1 if absent.

@@ -17,6 +17,7 @@
 #include "../backend/backend.h"
 #include "../data/dataset.h"
 #include "../model/model.h"
+#include "../method/oscillation.h"
 #include "../quant/quant_io.h"
 #include "checkpoint.h"
 #include "metrics.h"
@@ -208,9 +209,11 @@ typedef struct {
     qft_batch_buffer train_buf, eval_buf;
     int *order;
     FILE *metrics;
+    qft_oscillation *oscillation;  // NULL unless oscillation control is on
 } train_state;
 
 static void train_state_free(train_state *s) {
+    qft_oscillation_free(s->oscillation);
     if (s->metrics) fclose(s->metrics);
     free(s->order);
     qft_batch_buffer_free(&s->train_buf);
@@ -227,6 +230,32 @@ static void train_state_free(train_state *s) {
         status = (expr);                  \
         if (status != QFT_OK) goto done;  \
     } while (0)
+
+// A step checkpoint with the methods' state (the oscillation tracker) beside the model and optimizer.
+static qft_status save_checkpoint(train_state *s, const char *run_dir, uint64_t seed, qft_train_summary *out,
+                                  qft_error *err) {
+    int capacity = qft_oscillation_tensor_count(s->oscillation);
+    qft_write_tensor *extra = capacity ? calloc((size_t)capacity, sizeof *extra) : NULL;
+    if (capacity && !extra) return qft_fail(err, QFT_ERR_OOM, "out of memory staging a checkpoint");
+    int count = capacity ? qft_oscillation_collect(s->oscillation, extra, capacity) : 0;
+    qft_status st = capacity && count == 0 ? qft_fail(err, QFT_ERR_OOM, "out of memory staging the oscillation state")
+                                           : qft_checkpoint_save(run_dir, &s->model, &s->opt, (unsigned long)seed, 2,
+                                                                 extra, count, out->checkpoint,
+                                                                 sizeof out->checkpoint, err);
+    free(extra);
+    return st;
+}
+
+// Oscillation tracker state of a resumed checkpoint (none in checkpoints written without it).
+static qft_status load_method_state(train_state *s, const char *path, qft_error *err) {
+    if (!s->oscillation) return QFT_OK;
+    qft_safetensors file;
+    qft_status st = qft_safetensors_open(&file, path, err);
+    if (st) return st;
+    st = qft_oscillation_load(s->oscillation, &file, err);
+    qft_safetensors_close(&file);
+    return st;
+}
 
 // Quantization-aware training starts from quantizer parameters: the resumed checkpoint's, else the
 // calibration file (quant.calibration or <run>/calibration.safetensors), else a calibration on
@@ -308,6 +337,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     }
     TRY(qft_model_quant_configure(&s.model, &cfg->quant.rules, err));
     TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, (float)cfg->quant.scale_lr, err));
+    TRY(qft_oscillation_create(&s.oscillation, &s.model, &cfg->oscillation, err));
     TRY(qft_batch_buffer_init(&s.train_buf, &s.train, B, err));
     TRY(qft_batch_buffer_init(&s.eval_buf, &s.eval, EB, err));
     s.order = malloc((size_t)s.train.count * sizeof(int));
@@ -329,6 +359,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     if (resume_path[0]) {
         long saved_total = -1;
         TRY(qft_checkpoint_load(resume_path, &s.model, &s.opt, &saved_total, err));
+        TRY(load_method_state(&s, resume_path, err));
         out->resumed = 1;
         fprintf(stderr, "resumed from %s at step %ld\n", resume_path, s.opt.step);
         // The schedule depends on the run length: a different length is a different run.
@@ -387,14 +418,23 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             goto done;
         }
         float lr = qft_schedule_lr(hp, s.opt.step, total_steps);
+        qft_oscillation_before_step(s.oscillation, &s.model, s.opt.step, total_steps);
         float grad_norm = qft_optimizer_step(&s.opt, &s.model);
+        qft_oscillation_after_step(s.oscillation, &s.model, s.opt.step, total_steps);
         t_loop += now_seconds() - t0;
         loss_window += step_loss;
         window++;
         long step = s.opt.step;
         if (step % hp->log_every == 0 || step == total_steps) {
-            fprintf(s.metrics, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f}\n",
+            fprintf(s.metrics, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f",
                     step, loss_window / window, lr, grad_norm, 1000.0 * t_loop / (double)(step - start_step));
+            if (s.oscillation) {
+                qft_oscillation_stats os;
+                qft_oscillation_stats_get(s.oscillation, &os);
+                fprintf(s.metrics, ", \"osc_dampen_loss\": %.6g, \"osc_frozen\": %zu, \"osc_tracked\": %zu, "
+                        "\"osc_oscillating\": %.6g", os.dampen_loss, os.frozen, os.tracked, os.oscillating);
+            }
+            fprintf(s.metrics, "}\n");
             fflush(s.metrics);
             out->final_loss = loss_window / window;
             loss_window = 0.0;
@@ -422,8 +462,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             out->mnli_mm = ev.mnli_mm;
         }
         if (hp->checkpoint_every > 0 && step % hp->checkpoint_every == 0 && step != total_steps)
-            TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
-                                    sizeof out->checkpoint, err));
+            TRY(save_checkpoint(&s, run_dir, seed, out, err));
     }
     if (tty) fprintf(stderr, "\n");
     if (s.opt.step == start_step && !out->interrupted) {
@@ -435,8 +474,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
         out->mnli_mm = ev.mnli_mm;
     }
-    TRY(qft_checkpoint_save(run_dir, &s.model, &s.opt, (unsigned long)seed, 2, out->checkpoint,
-                            sizeof out->checkpoint, err));
+    TRY(save_checkpoint(&s, run_dir, seed, out, err));
     snprintf(path, sizeof path, "%s/model.safetensors", run_dir);
     TRY(qft_model_export(&s.model, path, 0, err));
     if (s.train.kind == QFT_DATASET_IMAGEFOLDER) {

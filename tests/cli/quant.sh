@@ -111,6 +111,21 @@ check "eval of the QAT checkpoint uses its learned quantizers (accuracy $QAT_ACC
     test "$RC" -eq 0 -a "$(json_field quantized)" = true -a "$(json_field accuracy)" = "$QAT_ACC" \
     -a "$(json_field loss)" = "$QAT_LOSS"
 
+# ---- Oscillation control: dampening and freezing on, state in checkpoints, resume bit for bit ----
+OSC=("${BASE[@]}" "$LSQ" model.init_from="$RUNS/fp/model.safetensors" quant.calib_batches=2 oscillation.start=0
+     oscillation.dampen_lambda=0.5 oscillation.freeze_threshold=0.2 oscillation.freeze_threshold_start=0.2
+     oscillation.momentum=0.5 train.lr=0.05)
+qft_run train "${OSC[@]}" run.name=osc
+expect_ok "QAT with oscillation dampening and freezing"
+check "metrics.jsonl logs the dampening loss and frozen weights" \
+    python3 -c 'import json, sys; l = [json.loads(x) for x in open(sys.argv[1]) if "osc_tracked" in x]; sys.exit(not (l and l[-1]["osc_tracked"] > 0 and l[-1]["osc_dampen_loss"] > 0))' \
+    "$RUNS/osc/metrics.jsonl"
+cp "$RUNS/osc/checkpoints/step_00000006.safetensors" "$WORK/osc_straight.safetensors"
+rm "$RUNS/osc/checkpoints/step_00000006.safetensors"
+qft_run train "${OSC[@]}" run.name=osc
+check "oscillation run resumed from step 3 is bit-identical (tracker state in the checkpoint)" \
+    cmp -s "$WORK/osc_straight.safetensors" "$RUNS/osc/checkpoints/step_00000006.safetensors"
+
 # ---- Quadapter-style: learned per-channel input scales, model frozen, then folded ----
 QUAD='quant.rules=[{pattern: "*.qkv.input", bits: 4, granularity: channel, symmetric: false, signed: false, learn: lsq}, {pattern: "*.fc1.input", bits: 4, granularity: channel, symmetric: false, signed: false, learn: lsq}]'
 qft_run train "${BASE[@]}" "$QUAD" run.name=quad model.init_from="$RUNS/fp/model.safetensors" \
