@@ -41,6 +41,42 @@ static void test_dampen_gradient(void) {
     }
 }
 
+static void test_bin_regularizer(void) {
+    enum { ROWS = 2, C = 12 };
+    float w[ROWS * C], dw[ROWS * C] = {0}, scale[ROWS] = {0.2f, 0.5f}, zero[ROWS] = {0, 0};
+    qft_fq_layout L = {.qmin = -2, .qmax = 1, .axis = QFT_FQ_PER_ROW};
+    for (int i = 0; i < ROWS * C; i++) {
+        // Several weights per code (so the variance term is live), off the rounding boundaries.
+        float s = scale[i / C];
+        w[i] = s * ((float)(i % 4 - 2) + 0.05f * (float)((i * 5) % 7) - 0.17f);
+    }
+    const float coef = 0.3f;
+    double loss = be->bin_regularizer(dw, w, scale, zero, ROWS, C, &L, coef);
+    CHECK(loss > 0.0, "bin regularizer loss %g > 0", loss);
+    int checked = 0;
+    for (int i = 0; i < ROWS * C; i++) {
+        float s = scale[i / C], saved = w[i];
+        if (saved < s * L.qmin || saved > s * L.qmax) continue;
+        double h = 1e-3 * s;
+        w[i] = saved + (float)h;
+        double up = be->bin_regularizer(NULL, w, scale, zero, ROWS, C, &L, coef);
+        w[i] = saved - (float)h;
+        double down = be->bin_regularizer(NULL, w, scale, zero, ROWS, C, &L, coef);
+        w[i] = saved;
+        double fd = coef * (up - down) / (2 * h);
+        CHECK(fabs(fd - dw[i]) <= 2e-3 * fabs(fd) + 1e-5, "element %d: bin regularizer gradient %g vs fd %g", i,
+              dw[i], fd);
+        checked++;
+    }
+    CHECK(checked >= 16, "gradients checked on %d in-range weights (the rest are clipped)", checked);
+    // Weights exactly on their bin centres, one per code: nothing to regularize.
+    float centred[4] = {-0.4f, -0.2f, 0.0f, 0.2f}, dc[4] = {0};
+    float one_scale = 0.2f, one_zero = 0.0f;
+    qft_fq_layout T = {.qmin = -2, .qmax = 1, .axis = QFT_FQ_PER_TENSOR};
+    CHECK(be->bin_regularizer(dc, centred, &one_scale, &one_zero, 1, 4, &T, 1.0f) == 0.0 && dc[0] == 0.0f,
+          "weights on distinct bin centres have zero loss and gradient");
+}
+
 // Runs the tracker over a sequence of weight values for one element; returns frozen.
 static int track_sequence(const float *values, int steps, float threshold, float momentum, float *freq_out,
                           float *final_w) {
@@ -99,6 +135,7 @@ static void test_schedules(void) {
 int main(void) {
     be = qft_backend_cpu();
     test_dampen_gradient();
+    test_bin_regularizer();
     test_tracker();
     test_schedules();
     QFT_TEST_SUMMARY();

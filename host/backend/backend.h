@@ -209,6 +209,12 @@ typedef struct qft_backend {
     size_t (*oscillation_track)(float *w, const float *scale, const float *zero_point, int rows, int C,
                                 const qft_fq_layout *layout, int8_t *prev, int8_t *dir, float *freq, float *ema,
                                 uint8_t *frozen, float momentum, float threshold, int initialize);
+    // VVTQ bin regularizer (Huang et al., TMLR 2024, arXiv 2307.00331; METHODS.md §11) per quantizer
+    // group g (PER_TENSOR or PER_ROW layouts): returns sum_g [ mean_g((sg(w_hat) - w~)^2) +
+    // sum_{codes k with |S_k| > 1} var_unbiased(w~[S_k]) ], w~ = clamp(w, s(qmin-z), s(qmax-z)), and
+    // ACCUMULATES coef * its gradient into dw (elements inside the range; clipped ones get none).
+    double (*bin_regularizer)(float *dw, const float *w, const float *scale, const float *zero_point, int rows, int C,
+                              const qft_fq_layout *layout, float coef);
     // dw = 0 where frozen (frozen weights take no gradient).
     void (*oscillation_mask_grad)(float *dw, const uint8_t *frozen, size_t n);
 

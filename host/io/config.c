@@ -211,6 +211,8 @@ static const config_key config_keys[] = {
          "Fraction of training before dampening and freezing begin (tracking starts at step 1)."),
     INTEGER("oscillation.max_bits", oscillation.max_bits, 4, 2, 8,
             "Only weight quantizers with at most this many bits are tracked (oscillations matter at low bits)."),
+    REAL("oscillation.bin_reg_lambda", oscillation.bin_reg_lambda, 0.0, 0, CLOSED, 100, CLOSED,
+         "Final weight of VVTQ's bin regularizer (mean squared distance to the bin centre plus the variance of the weights sharing a code, per quantizer of every enabled per-tensor or per-channel weight site), on the same cosine ramp (VVTQ: 0.01); 0 = off."),
 
     INTEGER("quant.calib_batches", quant.calib_batches, 8, 1, 1 << 20,
             "Training batches (evaluation transform, no shuffling) that `qft calibrate` and `qft analyze` observe."),

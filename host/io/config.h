@@ -122,6 +122,7 @@ typedef struct {
     double momentum;             // oscillation.momentum: EMA factor m of the frequency and the code EMA
     double start;                // oscillation.start: fraction of training before dampening/freezing begin
     int max_bits;                // oscillation.max_bits: only weight quantizers with at most these bits
+    double bin_reg_lambda;       // oscillation.bin_reg_lambda: final weight of VVTQ's bin regularizer (0 = off)
 } qft_oscillation_config;
 
 typedef struct {

@@ -22,6 +22,7 @@ struct qft_oscillation {
     int count;
     int initialized;
     double last_loss;
+    qft_quant_state *model_sites;  // every site (the bin regularizer covers all enabled weight sites)
     // Host staging for checkpoints: 5 fields per site as F32.
     float *staging;
     char *names;
@@ -69,7 +70,7 @@ void qft_oscillation_free(qft_oscillation *osc) {
 qft_status qft_oscillation_create(qft_oscillation **out, qft_model *m, const qft_oscillation_config *cfg,
                                   qft_error *err) {
     *out = NULL;
-    if (cfg->dampen_lambda <= 0.0 && cfg->freeze_threshold <= 0.0) return QFT_OK;
+    if (cfg->dampen_lambda <= 0.0 && cfg->freeze_threshold <= 0.0 && cfg->bin_reg_lambda <= 0.0) return QFT_OK;
     qft_oscillation *osc = calloc(1, sizeof *osc);
     if (!osc) return qft_fail(err, QFT_ERR_OOM, "oscillation: out of memory");
     osc->cfg = *cfg;
@@ -95,12 +96,12 @@ qft_status qft_oscillation_create(qft_oscillation **out, qft_model *m, const qft
             return qft_fail(err, QFT_ERR_OOM, "oscillation: out of memory for the tracker of %s", s->name);
         }
     }
-    if (osc->count == 0) {
+    if (osc->count == 0 && cfg->bin_reg_lambda <= 0.0) {
         qft_oscillation_free(osc);
-        if (cfg->dampen_lambda > 0.0 || cfg->freeze_threshold > 0.0)
-            fprintf(stderr, "oscillation: no enabled weight site has <= %d bits: nothing to track\n", cfg->max_bits);
+        fprintf(stderr, "oscillation: no enabled weight site has <= %d bits: nothing to track\n", cfg->max_bits);
         return QFT_OK;
     }
+    osc->model_sites = &m->quant;
     *out = osc;
     return QFT_OK;
 }
@@ -120,6 +121,14 @@ double qft_oscillation_before_step(qft_oscillation *osc, qft_model *m, long step
                                               coef);
         }
         if (osc->cfg.freeze_threshold > 0.0) m->be->oscillation_mask_grad(s->grad, t->frozen, t->n);
+    }
+    double bin_lambda = cosine_ramp(0.0, osc->cfg.bin_reg_lambda, &osc->cfg, step, total_steps);
+    for (int i = 0; bin_lambda > 0.0 && i < osc->model_sites->count; i++) {
+        qft_quant_site *s = &osc->model_sites->sites[i];
+        if (s->role != QFT_SITE_WEIGHT || !s->fmt.enabled) continue;
+        if (s->layout.axis != QFT_FQ_PER_TENSOR && s->layout.axis != QFT_FQ_PER_ROW) continue;
+        loss += bin_lambda * m->be->bin_regularizer(s->grad, s->weight, s->scale, s->zero_point, s->rows, s->C,
+                                                    &s->layout, (float)bin_lambda);
     }
     osc->last_loss = loss;
     return loss;

@@ -26,8 +26,9 @@ qft_status qft_oscillation_create(qft_oscillation **out, qft_model *m, const qft
                                   qft_error *err);
 void qft_oscillation_free(qft_oscillation *osc);
 
-// Before the optimizer step: adds the dampening gradient lambda(t) dL/dw to the weight gradients and
-// zeroes the gradients of frozen weights. Returns lambda(t) * the loss (for logging).
+// Before the optimizer step: adds the dampening gradient lambda(t) dL/dw (and the bin regularizer's,
+// VVTQ, on every enabled per-tensor / per-channel weight site) to the weight gradients and zeroes
+// the gradients of frozen weights. Returns the weighted losses (for logging).
 double qft_oscillation_before_step(qft_oscillation *osc, qft_model *m, long step, long total_steps);
 
 // After the optimizer step: tracks code flips, freezes weights whose oscillation frequency passes

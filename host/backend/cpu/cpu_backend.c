@@ -44,6 +44,7 @@ static const qft_backend cpu_backend_table = {
     .oscillation_dampen = cpu_oscillation_dampen,
     .oscillation_track = cpu_oscillation_track,
     .oscillation_mask_grad = cpu_oscillation_mask_grad,
+    .bin_regularizer = cpu_bin_regularizer,
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .adamw_update = cpu_adamw_update,

@@ -152,5 +152,7 @@ size_t cpu_oscillation_track(float *w, const float *scale, const float *zero_poi
                              const qft_fq_layout *layout, int8_t *prev, int8_t *dir, float *freq, float *ema,
                              uint8_t *frozen, float momentum, float threshold, int initialize);
 void cpu_oscillation_mask_grad(float *dw, const uint8_t *frozen, size_t n);
+double cpu_bin_regularizer(float *dw, const float *w, const float *scale, const float *zero_point, int rows, int C,
+                           const qft_fq_layout *layout, float coef);
 
 #endif

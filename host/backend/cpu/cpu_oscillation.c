@@ -85,3 +85,49 @@ void cpu_oscillation_mask_grad(float *dw, const uint8_t *frozen, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (frozen[i]) dw[i] = 0.0f;
 }
+
+// One quantizer group of n elements (stride 1) for the bin regularizer: per-code sums, then the
+// loss and gradient. levels <= 256 (8-bit codes).
+static double bin_regularizer_group(float *dw, const float *w, size_t n, float s, float z, float qmin, float qmax,
+                                    float coef) {
+    int levels = (int)(qmax - qmin) + 1;
+    double sum[256] = {0}, sum_sq[256] = {0};
+    int count[256] = {0};
+    const float lo = s * (qmin - z), hi = s * (qmax - z), inv = 1.0f / s;
+    double mse = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float x = fminf(fmaxf(w[i], lo), hi);
+        float code = fminf(fmaxf(rintf(w[i] * inv) + z, qmin), qmax);
+        int k = (int)(code - qmin);
+        double diff = (double)x - (double)((code - z) * s);
+        mse += diff * diff;
+        sum[k] += x, sum_sq[k] += (double)x * x, count[k]++;
+    }
+    double loss = mse / (double)n;
+    for (int k = 0; k < levels; k++)
+        if (count[k] > 1) loss += (sum_sq[k] - sum[k] * sum[k] / count[k]) / (count[k] - 1);
+    if (!dw) return loss;
+    for (size_t i = 0; i < n; i++) {
+        if (w[i] < lo || w[i] > hi) continue;
+        float code = fminf(fmaxf(rintf(w[i] * inv) + z, qmin), qmax);
+        int k = (int)(code - qmin);
+        double g = 2.0 * ((double)w[i] - (double)((code - z) * s)) / (double)n;
+        if (count[k] > 1) g += 2.0 * ((double)w[i] - sum[k] / count[k]) / (count[k] - 1);
+        dw[i] += coef * (float)g;
+    }
+    return loss;
+}
+
+double cpu_bin_regularizer(float *dw, const float *w, const float *scale, const float *zero_point, int rows, int C,
+                           const qft_fq_layout *L, float coef) {
+    const float qmin = (float)L->qmin, qmax = (float)L->qmax;
+    if (L->axis == QFT_FQ_PER_TENSOR)
+        return bin_regularizer_group(dw, w, (size_t)rows * C, scale[0], zero_at(zero_point, 0, qmin, qmax), qmin,
+                                     qmax, coef);
+    double loss = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : loss) if ((size_t)rows * C > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
+    for (int r = 0; r < rows; r++)
+        loss += bin_regularizer_group(dw ? dw + (size_t)r * C : NULL, w + (size_t)r * C, (size_t)C, scale[r],
+                                      zero_at(zero_point, (size_t)r, qmin, qmax), qmin, qmax, coef);
+    return loss;
+}
