@@ -49,6 +49,66 @@ static void make_model(qft_model *m, const qft_config *cfg) {
     }
 }
 
+// PEG (Bondarenko et al. 2021): layers.1.fc1.input's channels, sorted by calibrated range, form 4
+// groups of 8; each group's quantizer covers the union of its channels' ranges.
+static void test_peg(batches *bs) {
+    static const char yaml[] =
+        "model: {type: bert, hidden_size: 32, num_layers: 2, num_heads: 4, intermediate_size: 64, vocab_size: 100,\n"
+        "        max_position_embeddings: 16, num_labels: 2}\n"
+        "quant: {rules: [{pattern: \"layers.1.fc1.input\", granularity: peg, peg_groups: 4, symmetric: false, "
+        "signed: false}]}\n";
+    qft_config cfg;
+    qft_error err;
+    qft_config_defaults(&cfg);
+    CHECK(qft_config_load_string(&cfg, yaml, strlen(yaml), "peg", &err) == QFT_OK, "%s", err.message);
+    qft_model ref, m;
+    make_model(&ref, &cfg);
+    float lo[D], hi[D];
+    for (int c = 0; c < D; c++) lo[c] = FLT_MAX, hi[c] = -FLT_MAX;
+    for (int b = 0; b < NB; b++) {
+        qft_batch batch = {.batch_size = B, .seq_len = T, .input_ids = bs->ids[b], .attention_mask = bs->mask[b]};
+        CHECK(qft_model_set_batch(&ref, &batch, &err) == QFT_OK, "%s", err.message);
+        qft_model_forward(&ref, 0, 0, 0);
+        const float *x = ref.acts.layers[1].ln1_out;  // post-LN: fc1's input is LN1's output
+        for (int r = 0; r < B * T; r++)
+            for (int c = 0; c < D; c++) lo[c] = fminf(lo[c], x[(size_t)r * D + c]), hi[c] = fmaxf(hi[c], x[(size_t)r * D + c]);
+    }
+    make_model(&m, &cfg);
+    qft_calibrate_summary sum;
+    memset(&sum, 0, sizeof sum);
+    bs->calls = 0;
+    CHECK(qft_calibrate_model_batches(&m, next_batch, bs, NB, &sum, &err) == QFT_OK, "peg calibrate: %s", err.message);
+    const qft_quant_site *site = &m.quant.sites[qft_quant_find(&m.quant, "layers.1.fc1.input")];
+    int members[4] = {0}, bad_group = 0;
+    float group_lo[4], group_hi[4], group_min_range[4], group_max_range[4];
+    for (int k = 0; k < 4; k++) group_lo[k] = group_min_range[k] = FLT_MAX, group_hi[k] = group_max_range[k] = -FLT_MAX;
+    for (int c = 0; c < D; c++) {
+        int k = site->column_group[c];
+        if (k < 0 || k >= 4) {
+            bad_group++;
+            continue;
+        }
+        members[k]++;
+        group_lo[k] = fminf(group_lo[k], lo[c]), group_hi[k] = fmaxf(group_hi[k], hi[c]);
+        group_min_range[k] = fminf(group_min_range[k], hi[c] - lo[c]);
+        group_max_range[k] = fmaxf(group_max_range[k], hi[c] - lo[c]);
+    }
+    CHECK(bad_group == 0 && members[0] == 8 && members[1] == 8 && members[2] == 8 && members[3] == 8,
+          "4 groups of 8 channels (%d %d %d %d)", members[0], members[1], members[2], members[3]);
+    for (int k = 0; k + 1 < 4; k++)
+        CHECK(group_max_range[k] <= group_min_range[k + 1], "group %d's widest channel (%g) <= group %d's narrowest (%g)",
+              k, group_max_range[k], k + 1, group_min_range[k + 1]);
+    for (int k = 0; k < 4; k++) {
+        float want_scale, want_zero;
+        qft_quant_params_from_range(&site->fmt, group_lo[k], group_hi[k], &want_scale, &want_zero);
+        CHECK(site->scale[k] == want_scale && site->zero_point[k] == want_zero,
+              "group %d: scale %g zp %g, want %g %g (union of its channels' ranges)", k, site->scale[k],
+              site->zero_point[k], want_scale, want_zero);
+    }
+    qft_model_free(&ref);
+    qft_model_free(&m);
+}
+
 int main(void) {
     static const char yaml[] =
         "model: {type: bert, hidden_size: 32, num_layers: 2, num_heads: 4, intermediate_size: 64, vocab_size: 100,\n"
@@ -158,6 +218,9 @@ int main(void) {
     bs.count = 0;
     s = qft_calibrate_model_batches(&m4, next_batch, &bs, 5, &sum, &err);
     CHECK(s == QFT_ERR_INVALID && strstr(err.message, "no calibration batch"), "empty iterator: %d %s", s, err.message);
+
+    bs.count = NB;
+    test_peg(&bs);
 
     free(hidden);
     qft_model_free(&ref);
