@@ -93,7 +93,7 @@ static void test_grad_accumulation(void) {
     qft_config_defaults(&cfg);
     cfg.train.grad_clip = 1e-3;
     qft_optimizer opt;
-    CHECK(qft_optimizer_create(&opt, &model, &cfg.train, 100, 0.0f, &err) == QFT_OK, "%s", err.message);
+    CHECK(qft_optimizer_create(&opt, &model, &cfg.train, 100, 0.0f, 0, &err) == QFT_OK, "%s", err.message);
     float norm_before = qft_optimizer_step(&opt, &model);
     double clipped = sqrt(model.be->sum_squares(model.grads, n));
     CHECK(norm_before > 1e-3f && fabs(clipped - 1e-3) < 1e-6, "clipped norm %.6g (before %.6g)", clipped,
