@@ -42,7 +42,8 @@ static void test_kl_op(void) {
     double sum = 0.0;
     for (int i = 0; i < N; i++) sum += losses[i];
     double ref = reference_kd(zs, zt, N, V, T);
-    CHECK(fabs(T * T * sum / N - ref) < 1e-6 * fmax(1.0, ref), "KL forward %.9g vs reference %.9g", T * T * sum / N, ref);
+    double kd = T * T * sum / N;
+    CHECK(fabs(kd - ref) < 1e-6 * fmax(1.0, ref), "KL forward %.9g vs reference %.9g", kd, ref);
     be->kd_kl_forward(losses, ps, pt, zt, zt, N, V, T);
     CHECK(fabsf(losses[0]) < 1e-7f && fabsf(losses[N - 1]) < 1e-7f, "KL of a distribution to itself: %g", losses[0]);
     be->kd_kl_forward(losses, ps, pt, zs, zt, N, V, T);
@@ -179,7 +180,8 @@ static void test_swap(const char *type, const char *dir) {
           "%s: teacher logits through the swap equal the FP model's exactly", type);
     CHECK(memcmp(kd.teacher_hidden, ref_hidden, nh * sizeof(float)) == 0,
           "%s: teacher encoder output equals the FP model's exactly", type);
-    CHECK(student.quant.mode == QFT_QUANT_ON && student.w.head_w == student.params + student.table.items[student.table.count - 2].offset,
+    const qft_param *head = &student.table.items[student.table.count - 2];  // classifier.weight
+    CHECK(student.quant.mode == QFT_QUANT_ON && student.w.head_w == student.params + head->offset,
           "%s: quant mode and parameter views restored", type);
 
     // Student with KD (alpha 0 and no hidden term: a zero KD term) vs the same model alone.

@@ -425,8 +425,8 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             fprintf(s.metrics, "{\"step\": %ld, \"loss\": %.6f", step, loss_window / window);
             if (kd_on) {
                 json_number(s.metrics, "task_loss", task_window / window);
-                fprintf(s.metrics, ", \"kd_loss\": %.6f", kd_window / window);
-                if (cfg->kd.hidden_weight > 0.0) fprintf(s.metrics, ", \"kd_hidden_loss\": %.6f", kd_hidden_window / window);
+                json_number(s.metrics, "kd_loss", kd_window / window);
+                if (cfg->kd.hidden_weight > 0.0) json_number(s.metrics, "kd_hidden_loss", kd_hidden_window / window);
             }
             fprintf(s.metrics, ", \"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f}\n", lr, grad_norm,
                     1000.0 * t_loop / (double)(step - start_step));
