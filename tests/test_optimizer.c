@@ -1,5 +1,5 @@
 // Training arithmetic outside the ops: learning-rate schedules, global grad-norm clipping, AdamW
-// decay groups, and gradient accumulation (two half batches == one full batch).
+// decay groups, gradient accumulation (two half batches == one full batch), frozen quantizer ranges.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,7 +93,7 @@ static void test_grad_accumulation(void) {
     qft_config_defaults(&cfg);
     cfg.train.grad_clip = 1e-3;
     qft_optimizer opt;
-    CHECK(qft_optimizer_create(&opt, &model, &cfg.train, 100, 0.0f, &err) == QFT_OK, "%s", err.message);
+    CHECK(qft_optimizer_create(&opt, &model, &cfg.train, 100, 0.0f, 0, &err) == QFT_OK, "%s", err.message);
     float norm_before = qft_optimizer_step(&opt, &model);
     double clipped = sqrt(model.be->sum_squares(model.grads, n));
     CHECK(norm_before > 1e-3f && fabs(clipped - 1e-3) < 1e-6, "clipped norm %.6g (before %.6g)", clipped,
@@ -114,8 +114,62 @@ static void test_grad_accumulation(void) {
     qft_model_free(&model);
 }
 
+// quant.freeze_after = 1: the first step moves the LSQ scales, the second leaves them and their
+// moments as they are while the weights still move.
+static void test_quant_freeze(void) {
+    float *images;
+    int32_t *labels;
+    int B;
+    qft_model model = load_golden_vit(&images, &labels, &B);
+    qft_error err = {{0}};
+    qft_config cfg;
+    qft_config_defaults(&cfg);
+    const char *rule = "quant.rules=[{pattern: '*.fc1.weight', bits: 4, granularity: channel, learn: lsq}]";
+    CHECK(qft_config_override(&cfg, rule, &err) == QFT_OK &&
+              qft_model_quant_configure(&model, &cfg.quant.rules, &err) == QFT_OK,
+          "LSQ rules: %s", err.message);
+    // Scales at a tenth of each weight's range, so the LSQ gradient is far from zero.
+    qft_quant_state *q = &model.quant;
+    for (size_t i = 0; i < q->param_floats; i++) q->params[i] = 0.01f;
+    q->mode = QFT_QUANT_ON;
+    qft_optimizer opt;
+    CHECK(qft_optimizer_create(&opt, &model, &cfg.train, 100, 0.0f, 1, &err) == QFT_OK, "%s", err.message);
+    qft_batch batch = {.batch_size = B, .images = images, .labels = labels};
+    qft_model_set_batch(&model, &batch, &err);
+    size_t nq = q->param_floats, np = model.table.total_floats;
+    float *scales[3], *moments[2], *params = malloc(np * sizeof(float));
+    for (int k = 0; k < 3; k++) scales[k] = malloc(nq * sizeof(float));
+    for (int k = 0; k < 2; k++) moments[k] = malloc(2 * nq * sizeof(float));
+    memcpy(scales[0], q->params, nq * sizeof(float));
+    for (int step = 0; step < 2; step++) {
+        if (step == 1) memcpy(params, model.params, np * sizeof(float));
+        qft_model_zero_grads(&model);
+        qft_quant_zero_grads(q);
+        qft_model_forward(&model, 1, 1, (uint64_t)step);
+        qft_model_backward(&model, 1.0f, 1, (uint64_t)step);
+        qft_optimizer_step(&opt, &model);
+        memcpy(scales[step + 1], q->params, nq * sizeof(float));
+        memcpy(moments[step], opt.qm, nq * sizeof(float));
+        memcpy(moments[step] + nq, opt.qv, nq * sizeof(float));
+    }
+    CHECK(nq > 0 && memcmp(scales[0], scales[1], nq * sizeof(float)) != 0,
+          "step 1 (before the freeze) moves the scales");
+    CHECK(memcmp(scales[1], scales[2], nq * sizeof(float)) == 0 &&
+              memcmp(moments[0], moments[1], 2 * nq * sizeof(float)) == 0,
+          "step 2 (frozen) keeps the scales and their moments");
+    CHECK(memcmp(params, model.params, np * sizeof(float)) != 0, "the weights still train after the freeze");
+    for (int k = 0; k < 3; k++) free(scales[k]);
+    for (int k = 0; k < 2; k++) free(moments[k]);
+    free(params);
+    qft_optimizer_free(&opt, &model);
+    free(images);
+    free(labels);
+    qft_model_free(&model);
+}
+
 int main(void) {
     test_schedules();
     test_grad_accumulation();
+    test_quant_freeze();
     QFT_TEST_SUMMARY();
 }

@@ -143,6 +143,16 @@ typedef struct qft_backend {
     float (*mse_forward)(const float *pred, const float *target, size_t n);
     void (*mse_backward)(float *dpred, const float *pred, const float *target, size_t n, float dloss_scale);
 
+    // ---- knowledge distillation (Hinton et al. 2015, METHODS.md §9) over logits [N, V] at temperature T:
+    //      p_s = softmax(z_s / T), p_t = softmax(z_t / T), losses[i] = KL(p_t || p_s) of row i
+    //      = sum_j p_t[j] (log p_t[j] - log p_s[j]) (terms with p_t[j] = 0 count 0); p_s and p_t are saved.
+    //      backward: dlogits += dloss_scale * (p_s - p_t) per row, since dKL/dz_s = (p_s - p_t) / T:
+    //      the caller folds 1/T, the T^2 factor and the batch mean into dloss_scale. ----
+    void (*kd_kl_forward)(float *losses, float *p_student, float *p_teacher, const float *student_logits,
+                          const float *teacher_logits, int N, int V, float temperature);
+    void (*kd_kl_backward)(float *dlogits, const float *p_student, const float *p_teacher, int N, int V,
+                           float dloss_scale);
+
     // ---- uniform fake quantization of x [rows, C] (METHODS.md §1, §3) ----
     // Element (r, c) uses s = scale[k] > 0 and z = clamp(rint(zero_point[k]), qmin, qmax) of its group k
     // (qft_fq_layout; zero_point NULL = 0). Rounding z is a no-op for the integer zero points calibrators give and

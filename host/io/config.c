@@ -50,6 +50,7 @@ static const config_section config_sections[] = {
     {"eval", "What `qft eval` evaluates."},
     {"oscillation", "Weight-oscillation control for low-bit QAT (Nagel et al. 2022): dampening loss and freezing of weights whose integer code keeps flipping. Needs enabled weight quant sites; see docs/methods.md."},
     {"quant", "Fake quantization: which sites are quantized and how (`qft quant-sites` lists the sites and the rule each matched), calibration. Ready rule lists: `configs/quant/*.yaml`, given as a second `--config`."},
+    {"kd", "Knowledge distillation from the floating-point teacher (Hinton et al. 2015; docs/methods.md): loss = (1 - alpha) task + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T)) + hidden_weight MSE(encoder outputs); a regression head (num_labels 1) uses the MSE to the teacher's prediction as its distillation term."},
 };
 #define SECTION_COUNT (sizeof config_sections / sizeof config_sections[0])
 
@@ -220,6 +221,19 @@ static const config_key config_keys[] = {
            "Calibration state (`qft calibrate` writes `<run>/calibration.safetensors`) that `qft eval` and quantization-aware training start from; empty = that file in the run directory. Training with enabled sites and no calibration calibrates on quant.calib_batches first and writes the file."),
     REAL("quant.scale_lr", quant.scale_lr, 0.0, 0, CLOSED, 10, CLOSED,
          "Peak learning rate of learnable quantizer parameters (LSQ scales, LSQ+ offsets), on the train.lr schedule, without weight decay or clipping; 0 = train.lr."),
+    INTEGER("quant.freeze_after", quant.freeze_after, 0, 0, LONG_MAX,
+            "Freeze the quantizer ranges after this many optimizer steps: later steps leave learnable scales and offsets as they are (their AdamW moments are kept); 0 = never."),
+
+    BOOL("kd.enabled", kd.enabled, 0,
+         "Train against a frozen copy of the teacher (kd.teacher), run in the same process with quantization off before each student forward."),
+    REAL("kd.alpha", kd.alpha, 0.5, 0, CLOSED, 1, CLOSED,
+         "Weight of the distillation term; the task loss gets 1 - alpha (1 = distillation only; labels are then not needed)."),
+    REAL("kd.temperature", kd.temperature, 1.0, 0, OPEN, 100, CLOSED,
+         "Softmax temperature T of both logit sets; the KL is multiplied by T^2 so its gradient keeps its size."),
+    REAL("kd.hidden_weight", kd.hidden_weight, 0.0, 0, CLOSED, 1e6, CLOSED,
+         "Weight of the mean squared error between the student's and the teacher's encoder outputs (the last layer's output, all tokens); 0 = off."),
+    STRING("kd.teacher", kd.teacher, "",
+           "Safetensors of the teacher (same architecture); empty = model.init_from, the FP checkpoint fine-tuning starts from. Not stored in checkpoints: a resume reads it again."),
 };
 #define KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
 

@@ -113,6 +113,8 @@ typedef struct {
     int calib_batches;                       // quant.calib_batches
     char calibration[QFT_STR_MAX];           // quant.calibration: calibration state for eval
     double scale_lr;                         // quant.scale_lr: peak lr of learnable quantizer parameters
+    long freeze_after;                       // quant.freeze_after: optimizer steps after which quantizer
+                                             // parameters stop updating (0 = never)
 } qft_quant_config;
 
 typedef struct {
@@ -126,6 +128,14 @@ typedef struct {
 } qft_oscillation_config;
 
 typedef struct {
+    int enabled;                  // kd.enabled (bool)
+    double alpha;                 // kd.alpha: weight of the distillation term
+    double temperature;           // kd.temperature
+    double hidden_weight;         // kd.hidden_weight: weight of the encoder-output MSE (0 = off)
+    char teacher[QFT_STR_MAX];    // kd.teacher: FP teacher safetensors ("" = model.init_from)
+} qft_kd_config;
+
+typedef struct {
     qft_run_config run;
     qft_model_config model;
     qft_data_config data;
@@ -133,6 +143,7 @@ typedef struct {
     qft_eval_config eval;
     qft_quant_config quant;
     qft_oscillation_config oscillation;
+    qft_kd_config kd;
     char source_path[QFT_STR_MAX]; // the YAML file the config came from (for messages)
 } qft_config;
 

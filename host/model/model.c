@@ -330,19 +330,39 @@ float qft_model_forward(qft_model *m, int training, uint64_t seed, uint64_t step
     return (float)(sum / m->cur_counted);
 }
 
+static void bind_weights(qft_model *m, float *params) {
+    if (m->kind == QFT_MODEL_BERT) qft_bert_bind_weights(m, params, &m->w);
+    else qft_vit_bind_weights(m, params, &m->w);
+}
+
+float qft_model_forward_with_params(qft_model *m, float *params) {
+    qft_quant_mode mode = m->quant.mode;
+    m->quant.mode = QFT_QUANT_OFF;
+    bind_weights(m, params);
+    float loss = qft_model_forward(m, 0, 0, 0);
+    bind_weights(m, m->params);
+    m->quant.mode = mode;
+    return loss;
+}
+
 void qft_model_backward(qft_model *m, float loss_scale, uint64_t seed, uint64_t step) {
     const qft_backend *be = m->be;
+    const qft_output_loss *extra = m->output_loss;
     int B = m->cur_B, T = m->cur_T, L = m->num_labels;
-    if (!m->cur_has_targets || m->cur_counted == 0) return;
+    int task = m->cur_has_targets && m->cur_counted > 0;
+    if (!task && !extra) return;
+    float task_scale = extra ? loss_scale * extra->task_weight : loss_scale;
     be->zero(m->gs.d_logits, (size_t)B * L * sizeof(float));
-    if (L == 1)
-        be->mse_backward(m->gs.d_logits, m->acts.logits, m->dev_targets, (size_t)B, loss_scale);
-    else
+    if (task && L == 1)
+        be->mse_backward(m->gs.d_logits, m->acts.logits, m->dev_targets, (size_t)B, task_scale);
+    else if (task)
         be->cross_entropy_backward(m->gs.d_logits, m->acts.probs, m->dev_labels, B, L, m->label_smoothing,
-                                   loss_scale / (float)m->cur_counted);
+                                   task_scale / (float)m->cur_counted);
+    if (extra && extra->add_logits_grad) extra->add_logits_grad(extra->ctx, m, m->gs.d_logits, loss_scale);
     be->zero(m->gs.d_stream, (size_t)B * T * m->D * sizeof(float));
     if (m->kind == QFT_MODEL_BERT) qft_bert_head_backward(m, encoder_output(m), seed, step);
     else qft_vit_head_backward(m, encoder_output(m));
+    if (extra && extra->add_hidden_grad) extra->add_hidden_grad(extra->ctx, m, m->gs.d_stream, loss_scale);
     for (int l = m->num_layers - 1; l >= 0; l--) {
         qft_layer_shape s = layer_shape(m, l, 1, seed, step);
         if (m->kind == QFT_MODEL_BERT)
@@ -368,6 +388,10 @@ const float *qft_embed_dropout_backward(qft_model *m, size_t n, uint64_t seed, u
 
 void qft_model_zero_grads(qft_model *m) {
     m->be->zero(m->grads, m->table.total_floats * sizeof(float));
+}
+
+const float *qft_model_encoder_output(const qft_model *m) {
+    return encoder_output(m);
 }
 
 void qft_model_read_logits(const qft_model *m, float *host_logits) {

@@ -69,6 +69,20 @@ typedef struct {
     qft_quant_site *head2_w, *head2_in;  // "head2.weight" / ".input" (DeiT distillation_classifier)
 } qft_model_sites;
 
+struct qft_model;
+
+// A fine-tuning method's loss on the model's outputs (host/method/), added to the task loss:
+// L = task_weight * (task loss) + the method's terms. qft_model_backward scales the task-loss
+// gradient by task_weight, then calls add_logits_grad with dL/dlogits [B, num_labels] and, after the
+// head backward, add_hidden_grad with dL/d(encoder output) [B, head_T, D] (qft_model_encoder_output);
+// each adds its term times loss_scale. Either callback may be NULL.
+typedef struct {
+    float task_weight;
+    void *ctx;
+    void (*add_logits_grad)(void *ctx, const struct qft_model *m, float *d_logits, float loss_scale);
+    void (*add_hidden_grad)(void *ctx, const struct qft_model *m, float *d_hidden, float loss_scale);
+} qft_output_loss;
+
 typedef struct qft_model {
     qft_model_kind kind;
     const qft_backend *be;
@@ -104,6 +118,8 @@ typedef struct qft_model {
     qft_quant_state quant;
     qft_layer_sites *layer_sites;   // [num_layers]
     qft_model_sites sites;
+
+    const qft_output_loss *output_loss;  // NULL = the task loss only
 } qft_model;
 
 // Builds the parameter table and allocates parameters, gradients and activations for batches of up
@@ -122,7 +138,15 @@ qft_status qft_model_set_batch(qft_model *m, const qft_batch *batch, qft_error *
 // Returns the mean loss over counted rows (labels >= 0), or NAN if the batch has no labels.
 float qft_model_forward(qft_model *m, int training, uint64_t seed, uint64_t step);
 
-// Backward of (mean loss * loss_scale); ACCUMULATES into m->grads (zero them per optimizer step).
+// An evaluation forward (no dropout) of the same architecture with other parameter values, with
+// quantization OFF: the views m->w are bound to `params` (table.total_floats floats of backend
+// memory in the table's layout, e.g. a frozen distillation teacher) for this forward only, then
+// bound back to m->params, and the quant mode is restored. The activations hold its results until the
+// next forward, so a teacher needs no activation memory of its own. Returns what qft_model_forward does.
+float qft_model_forward_with_params(qft_model *m, float *params);
+
+// Backward of (mean loss * loss_scale), plus m->output_loss's terms; ACCUMULATES into m->grads (zero
+// them per optimizer step). Without an output loss, a batch without targets has nothing to do.
 void qft_model_backward(qft_model *m, float loss_scale, uint64_t seed, uint64_t step);
 
 void qft_model_zero_grads(qft_model *m);
@@ -133,6 +157,10 @@ qft_status qft_model_quant_configure(qft_model *m, const qft_quant_rule_list *ru
 
 // Non-finite values met by the quantizers in the last forward: an error naming the site, or QFT_OK.
 qft_status qft_model_quant_check(qft_model *m, qft_error *err);
+
+// The encoder output of the last forward in backend memory: [B, head_T, D], the last layer's output
+// (BERT: HF's last_hidden_state; ViT/DeiT: before the final LayerNorm).
+const float *qft_model_encoder_output(const qft_model *m);
 
 // Host copies of results of the last forward.
 void qft_model_read_logits(const qft_model *m, float *host_logits);        // [B, num_labels]
@@ -154,6 +182,11 @@ qft_status qft_model_import(qft_model *m, const char *path, FILE *log, int *miss
 // mismatch is still an error.
 qft_status qft_model_import_pretrained(qft_model *m, const char *path, int ignore_mismatched_sizes, FILE *log,
                                        int *missing_head, qft_error *err);
+
+// qft_model_import_pretrained into another parameter buffer of this model's layout (backend memory,
+// table.total_floats floats, e.g. a distillation teacher); tensors the file lacks keep dest's values.
+qft_status qft_model_import_into(qft_model *m, float *dest, const char *path, int ignore_mismatched_sizes,
+                                 FILE *log, int *missing_head, qft_error *err);
 
 // Writes every parameter under its HF name, as F32, F16 or BF16 (dtype from host/io/safetensors.h).
 qft_status qft_model_export(const qft_model *m, const char *path, int dtype, qft_error *err);

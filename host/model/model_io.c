@@ -46,6 +46,11 @@ qft_status qft_model_import(qft_model *m, const char *path, FILE *log, int *miss
 
 qft_status qft_model_import_pretrained(qft_model *m, const char *path, int ignore_mismatched_sizes, FILE *log,
                                        int *missing_head, qft_error *err) {
+    return qft_model_import_into(m, m->params, path, ignore_mismatched_sizes, log, missing_head, err);
+}
+
+qft_status qft_model_import_into(qft_model *m, float *dest, const char *path, int ignore_mismatched_sizes,
+                                 FILE *log, int *missing_head, qft_error *err) {
     qft_safetensors st;
     qft_status status = qft_safetensors_open(&st, path, err);
     if (status != QFT_OK) return status;
@@ -56,7 +61,7 @@ qft_status qft_model_import_pretrained(qft_model *m, const char *path, int ignor
         return qft_fail(err, QFT_ERR_OOM, "%s: out of memory staging %zu parameters", path, m->table.total_floats);
     }
     // Start from the current values so a missing head keeps its initialization.
-    m->be->copy_to_host(host, m->params, bytes);
+    m->be->copy_to_host(host, dest, bytes);
     int heads_missing = 0;
     for (int i = 0; i < m->table.count && status == QFT_OK; i++) {
         const qft_param *p = &m->table.items[i];
@@ -86,7 +91,7 @@ qft_status qft_model_import_pretrained(qft_model *m, const char *path, int ignor
         if (status == QFT_OK) status = qft_safetensors_read_f32(&st, t, host + p->offset, err);
     }
     if (status == QFT_OK) {
-        m->be->copy_to_device(m->params, host, bytes);
+        m->be->copy_to_device(dest, host, bytes);
         for (int i = 0; i < st.count && log; i++) {
             const char *name = st.tensors[i].name;
             if (!matches_param(m, name) && !is_known_buffer(name))

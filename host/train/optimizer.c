@@ -13,12 +13,13 @@ static int has_learnable_sites(const qft_quant_state *q) {
 }
 
 qft_status qft_optimizer_create(qft_optimizer *opt, const qft_model *model, const qft_train_config *hp,
-                                long total_steps, float quant_lr, qft_error *err) {
+                                long total_steps, float quant_lr, long quant_freeze_after, qft_error *err) {
     memset(opt, 0, sizeof *opt);
     size_t bytes = model->table.total_floats * sizeof(float);
     opt->m = model->be->alloc(bytes);
     opt->v = model->be->alloc(bytes);
     opt->quant_lr = quant_lr;
+    opt->quant_freeze_after = quant_freeze_after;
     if (has_learnable_sites(&model->quant)) {
         opt->quant_floats = model->quant.param_floats;
         opt->qm = model->be->alloc(opt->quant_floats * sizeof(float));
@@ -68,7 +69,10 @@ float qft_optimizer_step(qft_optimizer *opt, qft_model *model) {
                          opt->v + p->offset, p->numel, lr, (float)opt->hp.beta1, (float)opt->hp.beta2,
                          (float)opt->hp.adam_eps, decay, step);
     }
-    if (opt->quant_floats) {
+    // Frozen ranges (NVIDIA's QAT recipe keeps calibrated ranges fixed, METHODS.md §15): the weights
+    // go on adapting to a grid that no longer moves; the moments stay as they were.
+    int quant_frozen = opt->quant_freeze_after > 0 && opt->step >= opt->quant_freeze_after;
+    if (opt->quant_floats && !quant_frozen) {
         // Non-learnable entries have zero gradients and zero moments, so the update leaves them as is.
         float quant_lr = opt->quant_lr > 0.0f && opt->hp.lr > 0.0 ? lr * (float)(opt->quant_lr / opt->hp.lr) : lr;
         be->adamw_update(model->quant.params, model->quant.grads, opt->qm, opt->qv, opt->quant_floats, quant_lr,

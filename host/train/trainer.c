@@ -16,6 +16,7 @@
 
 #include "../backend/backend.h"
 #include "../data/dataset.h"
+#include "../method/kd.h"
 #include "../model/model.h"
 #include "../method/oscillation.h"
 #include "../quant/quant_io.h"
@@ -205,6 +206,7 @@ static void progress_bar(long step, long total, double loss, double its, double 
 typedef struct {
     qft_model model;
     qft_optimizer opt;
+    qft_kd kd;            // kd.enabled: the frozen teacher (kd.model == NULL otherwise)
     qft_dataset train, eval, eval_mm;  // eval_mm: MNLI dev_mismatched, else empty
     qft_batch_buffer train_buf, eval_buf;
     int *order;
@@ -222,6 +224,7 @@ static void train_state_free(train_state *s) {
     qft_dataset_free(&s->eval);
     qft_dataset_free(&s->eval_mm);
     if (s->model.be) qft_optimizer_free(&s->opt, &s->model);
+    qft_kd_free(&s->kd);
     qft_model_free(&s->model);
 }
 
@@ -330,13 +333,23 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     const qft_backend *be = qft_backend_cpu();
     TRY(qft_model_create(&s.model, &cfg->model, B, cfg->data.max_seq_len, be, (uint64_t)cfg->run.seed, err));
     s.model.label_smoothing = (float)hp->label_smoothing;
+    if (cfg->kd.enabled) {
+        // Before the student's import: the teacher starts from the same seeded init (see qft_kd_init).
+        const char *teacher = cfg->kd.teacher[0] ? cfg->kd.teacher : cfg->model.init_from;
+        FILE *log = strcmp(teacher, cfg->model.init_from) != 0 ? stderr : NULL;  // else the student's import says it
+        TRY(qft_kd_init(&s.kd, &s.model, &cfg->kd, cfg->model.init_from, cfg->model.ignore_mismatched_sizes, log,
+                        err));
+        fprintf(stderr, "kd: teacher %s (alpha %g, temperature %g, hidden_weight %g)\n", teacher, cfg->kd.alpha,
+                cfg->kd.temperature, cfg->kd.hidden_weight);
+    }
     if (cfg->model.init_from[0]) {
         int missing_head = 0;
         TRY(qft_model_import_pretrained(&s.model, cfg->model.init_from, cfg->model.ignore_mismatched_sizes, stderr,
                                         &missing_head, err));
     }
     TRY(qft_model_quant_configure(&s.model, &cfg->quant.rules, err));
-    TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, (float)cfg->quant.scale_lr, err));
+    TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, (float)cfg->quant.scale_lr, cfg->quant.freeze_after,
+                             err));
     TRY(qft_oscillation_create(&s.oscillation, &s.model, &cfg->oscillation, err));
     TRY(qft_batch_buffer_init(&s.train_buf, &s.train, B, err));
     TRY(qft_batch_buffer_init(&s.eval_buf, &s.eval, EB, err));
@@ -379,6 +392,10 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     int tty = isatty(2);
     long start_step = s.opt.step, loaded_epoch = -1;
     double loss_window = 0.0, t_start = now_seconds(), t_loop = 0.0;
+    // Distillation: the task loss and the two KD terms are logged apart from the total.
+    double task_window = 0.0, kd_window = 0.0, kd_hidden_window = 0.0;
+    int kd_on = cfg->kd.enabled;
+    double alpha = cfg->kd.alpha;
     int window = 0;
     uint64_t seed = (uint64_t)cfg->run.seed;
     while (s.opt.step < total_steps) {
@@ -389,7 +406,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         double t0 = now_seconds();
         qft_model_zero_grads(&s.model);
         qft_quant_zero_grads(&s.model.quant);
-        double step_loss = 0.0;
+        double step_loss = 0.0, step_task = 0.0, step_kd = 0.0, step_kd_hidden = 0.0;
         for (int micro = 0; micro < hp->grad_accum; micro++) {
             // The global micro-batch index fixes epoch and position: resuming needs only the step.
             long k = s.opt.step * hp->grad_accum + micro;
@@ -407,10 +424,19 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             }
             TRY(qft_model_set_batch(&s.model, &s.train_buf.batch, err));
             uint64_t rng_step = (uint64_t)k;
+            if (kd_on) qft_kd_teacher_forward(&s.kd);
             float loss = qft_model_forward(&s.model, 1, seed, rng_step);
             TRY(qft_model_quant_check(&s.model, err));
+            double total = loss;
+            if (kd_on) {
+                // alpha = 1 drops the task term, so a batch without labels (loss NaN) still trains.
+                total = qft_kd_loss(&s.kd) + (alpha < 1.0 ? (1.0 - alpha) * loss : 0.0);
+                step_kd += s.kd.logit_loss / hp->grad_accum;
+                step_kd_hidden += s.kd.hidden_loss / hp->grad_accum;
+            }
             qft_model_backward(&s.model, 1.0f / (float)hp->grad_accum, seed, rng_step);
-            step_loss += loss / hp->grad_accum;
+            step_loss += total / hp->grad_accum;
+            step_task += loss / hp->grad_accum;
         }
         if (!isfinite(step_loss)) {
             status = qft_fail(err, QFT_ERR_INVALID, "training diverged: loss is %f at step %ld (lower train.lr?)",
@@ -423,11 +449,20 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         qft_oscillation_after_step(s.oscillation, &s.model, s.opt.step, total_steps);
         t_loop += now_seconds() - t0;
         loss_window += step_loss;
+        task_window += step_task;
+        kd_window += step_kd;
+        kd_hidden_window += step_kd_hidden;
         window++;
         long step = s.opt.step;
         if (step % hp->log_every == 0 || step == total_steps) {
-            fprintf(s.metrics, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f",
-                    step, loss_window / window, lr, grad_norm, 1000.0 * t_loop / (double)(step - start_step));
+            fprintf(s.metrics, "{\"step\": %ld, \"loss\": %.6f", step, loss_window / window);
+            if (kd_on) {
+                json_number(s.metrics, "task_loss", task_window / window);
+                json_number(s.metrics, "kd_loss", kd_window / window);
+                if (cfg->kd.hidden_weight > 0.0) json_number(s.metrics, "kd_hidden_loss", kd_hidden_window / window);
+            }
+            fprintf(s.metrics, ", \"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f", lr, grad_norm,
+                    1000.0 * t_loop / (double)(step - start_step));
             if (s.oscillation) {
                 qft_oscillation_stats os;
                 qft_oscillation_stats_get(s.oscillation, &os);
@@ -437,7 +472,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             fprintf(s.metrics, "}\n");
             fflush(s.metrics);
             out->final_loss = loss_window / window;
-            loss_window = 0.0;
+            loss_window = task_window = kd_window = kd_hidden_window = 0.0;
             window = 0;
         }
         if (tty) {

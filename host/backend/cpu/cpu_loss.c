@@ -1,5 +1,6 @@
 // Losses on the CPU: cross-entropy with label smoothing and ignored targets (as
-// torch.nn.CrossEntropyLoss(label_smoothing=eps, ignore_index<0) per row), and mean squared error.
+// torch.nn.CrossEntropyLoss(label_smoothing=eps, ignore_index<0) per row), mean squared error, and
+// the distillation KL between temperature softmaxes (Hinton et al. 2015).
 #include <math.h>
 
 #include "backend/cpu/cpu_ops.h"
@@ -72,4 +73,43 @@ void cpu_mse_backward(float *dpred, const float *pred, const float *target, size
     const float factor = 2.0f * dloss_scale / (float)n;
 #pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (size_t i = 0; i < n; i++) dpred[i] += factor * (pred[i] - target[i]);
+}
+
+// log softmax(x / T) of one row into out (as double: the KL subtracts two nearly equal logs).
+static void log_softmax_row(double *out, const float *x, int V, float temperature) {
+    double inv_t = 1.0 / (double)temperature, row_max = -INFINITY, sum = 0.0;
+    for (int j = 0; j < V; j++) {
+        out[j] = (double)x[j] * inv_t;
+        row_max = out[j] > row_max ? out[j] : row_max;
+    }
+    for (int j = 0; j < V; j++) sum += exp(out[j] - row_max);
+    double log_norm = row_max + log(sum);
+    for (int j = 0; j < V; j++) out[j] -= log_norm;
+}
+
+void cpu_kd_kl_forward(float *losses, float *p_student, float *p_teacher, const float *student_logits,
+                       const float *teacher_logits, int N, int V, float temperature) {
+    if (N <= 0 || V <= 0) return;
+#pragma omp parallel for schedule(static) if ((size_t)N * V > QFT_CPU_PARALLEL_MIN_SCALAR_LIBM)
+    for (int row = 0; row < N; row++) {
+        double log_s[V], log_t[V];
+        log_softmax_row(log_s, student_logits + (size_t)row * V, V, temperature);
+        log_softmax_row(log_t, teacher_logits + (size_t)row * V, V, temperature);
+        double kl = 0.0;
+        for (int j = 0; j < V; j++) {
+            double pt = exp(log_t[j]);
+            if (pt > 0.0) kl += pt * (log_t[j] - log_s[j]);
+            p_student[(size_t)row * V + j] = (float)exp(log_s[j]);
+            p_teacher[(size_t)row * V + j] = (float)pt;
+        }
+        losses[row] = (float)kl;
+    }
+}
+
+void cpu_kd_kl_backward(float *dlogits, const float *p_student, const float *p_teacher, int N, int V,
+                        float dloss_scale) {
+    if (!dlogits || N <= 0 || V <= 0) return;
+    size_t n = (size_t)N * V;
+#pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
+    for (size_t i = 0; i < n; i++) dlogits[i] += dloss_scale * (p_student[i] - p_teacher[i]);
 }

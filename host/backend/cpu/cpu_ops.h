@@ -130,6 +130,10 @@ void cpu_cross_entropy_backward(float *dlogits, const float *probs, const int32_
                                 float label_smoothing, float dloss_scale);
 float cpu_mse_forward(const float *pred, const float *target, size_t n);
 void cpu_mse_backward(float *dpred, const float *pred, const float *target, size_t n, float dloss_scale);
+void cpu_kd_kl_forward(float *losses, float *p_student, float *p_teacher, const float *student_logits,
+                       const float *teacher_logits, int N, int V, float temperature);
+void cpu_kd_kl_backward(float *dlogits, const float *p_student, const float *p_teacher, int N, int V,
+                        float dloss_scale);
 
 size_t cpu_fake_quant_forward(float *out, const float *inp, const float *scale, const float *zero_point, int rows,
                               int C, const qft_fq_layout *layout);
