@@ -16,6 +16,7 @@
 
 #include "../backend/backend.h"
 #include "../data/dataset.h"
+#include "../method/methods.h"
 #include "../model/model.h"
 #include "../quant/quant_io.h"
 #include "checkpoint.h"
@@ -208,6 +209,7 @@ typedef struct {
     qft_batch_buffer train_buf, eval_buf;
     int *order;
     FILE *metrics;
+    qft_methods methods;
 } train_state;
 
 static void train_state_free(train_state *s) {
@@ -218,6 +220,7 @@ static void train_state_free(train_state *s) {
     qft_dataset_free(&s->train);
     qft_dataset_free(&s->eval);
     qft_dataset_free(&s->eval_mm);
+    qft_methods_free(&s->methods);
     if (s->model.be) qft_optimizer_free(&s->opt, &s->model);
     qft_model_free(&s->model);
 }
@@ -307,6 +310,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
                                         &missing_head, err));
     }
     TRY(qft_model_quant_configure(&s.model, &cfg->quant.rules, err));
+    TRY(qft_methods_init(&s.methods, cfg, &s.model, err));
     TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, (float)cfg->quant.scale_lr, err));
     TRY(qft_batch_buffer_init(&s.train_buf, &s.train, B, err));
     TRY(qft_batch_buffer_init(&s.eval_buf, &s.eval, EB, err));
@@ -347,7 +351,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
 
     int tty = isatty(2);
     long start_step = s.opt.step, loaded_epoch = -1;
-    double loss_window = 0.0, t_start = now_seconds(), t_loop = 0.0;
+    double loss_window = 0.0, task_window = 0.0, penalty_window = 0.0, t_start = now_seconds(), t_loop = 0.0;
     int window = 0;
     uint64_t seed = (uint64_t)cfg->run.seed;
     while (s.opt.step < total_steps) {
@@ -358,7 +362,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         double t0 = now_seconds();
         qft_model_zero_grads(&s.model);
         qft_quant_zero_grads(&s.model.quant);
-        double step_loss = 0.0;
+        double step_loss = 0.0, step_task = 0.0, step_penalty = 0.0;
         for (int micro = 0; micro < hp->grad_accum; micro++) {
             // The global micro-batch index fixes epoch and position: resuming needs only the step.
             long k = s.opt.step * hp->grad_accum + micro;
@@ -376,10 +380,18 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             }
             TRY(qft_model_set_batch(&s.model, &s.train_buf.batch, err));
             uint64_t rng_step = (uint64_t)k;
+            qft_methods_begin_micro(&s.methods, s.opt.step, total_steps, micro, seed, rng_step,
+                                    1.0f / (float)hp->grad_accum);
             float loss = qft_model_forward(&s.model, 1, seed, rng_step);
             TRY(qft_model_quant_check(&s.model, err));
             qft_model_backward(&s.model, 1.0f / (float)hp->grad_accum, seed, rng_step);
-            step_loss += loss / hp->grad_accum;
+            qft_methods_end_micro(&s.methods);
+            // The loss is L_task + lambda * L_out (the penalty's gradient went in through the site hooks).
+            double weighted_penalty, raw_penalty;
+            qft_methods_take_penalty(&s.methods, &weighted_penalty, &raw_penalty);
+            step_task += loss / hp->grad_accum;
+            step_penalty += raw_penalty / hp->grad_accum;
+            step_loss += (loss + weighted_penalty) / hp->grad_accum;
         }
         if (!isfinite(step_loss)) {
             status = qft_fail(err, QFT_ERR_INVALID, "training diverged: loss is %f at step %ld (lower train.lr?)",
@@ -390,14 +402,22 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         float grad_norm = qft_optimizer_step(&s.opt, &s.model);
         t_loop += now_seconds() - t0;
         loss_window += step_loss;
+        task_window += step_task;
+        penalty_window += step_penalty;
         window++;
         long step = s.opt.step;
         if (step % hp->log_every == 0 || step == total_steps) {
-            fprintf(s.metrics, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f}\n",
-                    step, loss_window / window, lr, grad_norm, 1000.0 * t_loop / (double)(step - start_step));
+            fprintf(s.metrics, "{\"step\": %ld, \"loss\": %.6f, ", step, loss_window / window);
+            if (s.methods.penalty.enabled)  // loss = task_loss + penalty_lambda * penalty
+                fprintf(s.metrics, "\"task_loss\": %.6f, \"penalty\": %.6g, \"penalty_lambda\": %.6g, "
+                        "\"penalty_max_sigma\": %.4g, ", task_window / window, penalty_window / window,
+                        s.methods.penalty.lambda_now, s.methods.penalty.max_ratio);
+            fprintf(s.metrics, "\"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f}\n", lr, grad_norm,
+                    1000.0 * t_loop / (double)(step - start_step));
             fflush(s.metrics);
             out->final_loss = loss_window / window;
-            loss_window = 0.0;
+            s.methods.penalty.max_ratio = 0.0;
+            loss_window = task_window = penalty_window = 0.0;
             window = 0;
         }
         if (tty) {
