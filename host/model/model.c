@@ -277,7 +277,8 @@ static qft_layer_shape layer_shape(qft_model *m, int layer, int training, uint64
     s.seed = seed;
     s.stream_base = qft_dropout_stream(step, 4 * layer);
     s.key_mask = m->kind == QFT_MODEL_BERT && m->has_mask ? m->dev_mask : NULL;
-    if (m->quant.mode != QFT_QUANT_OFF && m->quant.enabled_count > 0) {
+    // Method hooks (host/method/) see every site, quantized or not.
+    if ((m->quant.mode != QFT_QUANT_OFF && m->quant.enabled_count > 0) || m->quant.hooks) {
         s.quant = &m->quant;
         s.sites = &m->layer_sites[layer];
     }
