@@ -49,7 +49,7 @@ static const config_section config_sections[] = {
     {"train", "Optimizer (AdamW), learning-rate schedule, logging and checkpoints."},
     {"eval", "What `qft eval` evaluates."},
     {"quant", "Fake quantization: which sites are quantized and how (`qft quant-sites` lists the sites and the rule each matched), calibration. Ready rule lists: `configs/quant/*.yaml`, given as a second `--config`."},
-    {"penalty", "Outlier-range penalty fine-tuning [ours, QuantTune-style]: L = L_task + lambda * sum_l w_l (1/N_l) sum relu(|x - mu_l| - tau_l)^p over the chosen sites (docs/methods.md)."},
+    {"penalty", "Outlier-range penalty fine-tuning [ours, QuantTune-style]: L = L_task + lambda * sum_l w_l (1/N_l) sum relu(abs(x - mu_l) - tau_l)^p over the chosen sites (docs/methods.md)."},
     {"noise", "Adaptive random-noise fine-tuning [ours]: during training, enabled quant sites replace Q(x) by x + a_site * step * eps (or Quant-Noise's Bernoulli mix); evaluation uses the real quantizer (docs/methods.md)."},
 };
 #define SECTION_COUNT (sizeof config_sections / sizeof config_sections[0])
@@ -215,7 +215,7 @@ static const config_key config_keys[] = {
     ENUM("penalty.mode", penalty.mode, "sigma", "sigma|quant_range",
          "`sigma`: range mu +- k sigma; `quant_range`: the site's current quantizer range where the site is quantized (else sigma)."),
     ENUM("penalty.weighting", penalty.weighting, "adaptive", "adaptive|uniform",
-         "`adaptive`: w_l = min(max|x - mu| / tau, penalty.weight_max), stop-gradient (more stretched ranges weigh more); `uniform`: w_l = 1."),
+         "`adaptive`: w_l = min(max abs(x - mu) / tau, penalty.weight_max), stop-gradient (more stretched ranges weigh more); `uniform`: w_l = 1."),
     REAL("penalty.weight_max", penalty.weight_max, 10.0, 1, CLOSED, 1e6, CLOSED, "Upper clip of the adaptive weight."),
     INTEGER("penalty.warmup_steps", penalty.warmup_steps, 0, 0, LONG_MAX,
             "lambda ramps up linearly over the first N optimizer steps; 0 = full from the start."),
