@@ -85,11 +85,11 @@ static void set_batch(qft_model *m, int B) {
 // of lambda L_out(theta) with frozen statistics, on sampled parameters. `extra_yaml` may quantize sites; then
 // no penalized site may lie downstream of a quantizer (rounding makes finite differences meaningless there),
 // but the quantized sites themselves may be penalized (their unquantized values are).
-static void test_model_gradient(const char *what, const char *sites, const char *extra_yaml) {
+static void test_model_gradient(const char *what, const char *mode, const char *sites, const char *extra_yaml) {
     char yaml[1024];
     snprintf(yaml, sizeof yaml,
              "model: {hidden_size: 16, num_layers: 2, num_heads: 2, intermediate_size: 32}\n"
-             "penalty: {lambda: 4.0, k: 1.5, sites: \"%s\"}\n%s", sites, extra_yaml);
+             "penalty: {lambda: 4.0, k: 1.5, mode: %s, sites: \"%s\"}\n%s", mode, sites, extra_yaml);
     qft_config cfg;
     qft_error err;
     qft_config_defaults(&cfg);
@@ -138,6 +138,13 @@ static void test_model_gradient(const char *what, const char *sites, const char 
     m.quant.hooks = &probe;
     double lambda = methods.penalty.lambda_now;
     CHECK(raw > 0 && weighted == lambda * raw, "%s: penalty %g (weighted %g)", what, raw, weighted);
+    if (!strcmp(mode, "quant_range")) {
+        // Quantized sites use their quantizer's range: [-8 s, 7 s] for 4-bit signed symmetric, s = 0.03.
+        int site = qft_quant_find(&m.quant, "final_ln.output");
+        const qft_penalty_site *ps = &methods.penalty.sites[site];
+        CHECK(fabsf(ps->mu - (-0.5f * 0.03f)) < 1e-6f && fabsf(ps->tau - 7.5f * 0.03f) < 1e-6f,
+              "%s: final_ln.output range mu %g tau %g, expected the quantizer's -0.015 +- 0.225", what, ps->mu, ps->tau);
+    }
     // Sampled parameters: every 37th, which lands in every tensor of this small model.
     float *params = malloc(np * sizeof(float));
     be->copy_to_host(params, m.params, np * sizeof(float));
@@ -193,16 +200,19 @@ int main(void) {
     test_ops();
     const char *every = "layers.*.ln?.output,layers.*.fc?.input,layers.*.resid?.output,layers.*.qkv.input,"
                         "layers.*.proj.input,final_ln.output,embeddings.output";
-    test_model_gradient("fp model", every, "");
+    test_model_gradient("fp model", "sigma", every, "");
     // A quantized OUTPUT site (in-place quantization: the penalty sees the unquantized copy).
-    test_model_gradient("quantized final_ln.output and head", every,
+    test_model_gradient("quantized final_ln.output and head", "sigma", every,
                         "quant:\n  rules:\n    - {pattern: \"final_ln.output\", bits: 4}\n"
                         "    - {pattern: \"head.*\", bits: 4}\n");
     // A quantized INPUT site (the penalty's gradient joins dL/dx after the STE).
-    test_model_gradient("quantized layers.1.fc2 input and weight",
+    test_model_gradient("quantized layers.1.fc2 input and weight", "sigma",
                         "layers.*.ln?.output,layers.*.fc?.input,layers.0.resid?.output,layers.1.resid1.output,"
                         "layers.*.qkv.input,layers.*.proj.input,embeddings.output",
                         "quant:\n  rules:\n    - {pattern: \"layers.1.fc2.*\", bits: 4}\n");
+    // mode quant_range: the quantized site's range replaces mu +- k sigma (the others keep sigma).
+    test_model_gradient("quant_range mode, quantized final_ln.output", "quant_range", every,
+                        "quant:\n  rules:\n    - {pattern: \"final_ln.output\", bits: 4}\n");
     test_errors();
     QFT_TEST_SUMMARY();
 }
