@@ -45,6 +45,15 @@ typedef struct {
     float scale, zero_point;       // uniform (s, z) / log scale, per tensor, host values
 } qft_prob_quant;
 
+// Noise that stands in for a quantizer during training (quant_noise_forward).
+typedef enum { QFT_NOISE_UNIFORM = 0, QFT_NOISE_GAUSSIAN, QFT_NOISE_BERNOULLI } qft_noise_kind;
+typedef struct {
+    qft_noise_kind kind;
+    float amplitude;               // uniform / gaussian: noise of amplitude * step
+    float p;                       // bernoulli: probability that an element is quantized exactly
+    uint64_t seed, stream;         // Philox key and stream
+} qft_quant_noise;
+
 typedef struct qft_backend {
     const char *name;
 
@@ -227,6 +236,31 @@ typedef struct qft_backend {
                               const qft_fq_layout *layout, float coef);
     // dw = 0 where frozen (frozen weights take no gradient).
     void (*oscillation_mask_grad)(float *dw, const uint8_t *frozen, size_t n);
+    // ---- fine-tuning methods (host/method/, docs/methods.md) ----
+    // Moments of x[n] for the outlier penalty: out = {mean, std (population), min, max}; sums in double
+    // over fixed chunks (same bits for any thread count).
+    void (*tensor_moments)(const float *x, size_t n, double out[4]);
+    // Outlier-range penalty (METHODS.md §6 [ours]): returns sum_i relu(|x_i - mu| - tau)^p (double,
+    // fixed-order); writes nothing.
+    double (*outlier_penalty_forward)(const float *x, size_t n, float mu, float tau, float p);
+    // dx += coef * p * relu(|x_i - mu| - tau)^(p-1) * sign(x_i - mu); the caller folds lambda, w and 1/N
+    // (and the loss scale) into coef.
+    void (*outlier_penalty_backward)(float *dx, const float *x, size_t n, float mu, float tau, float p, float coef);
+    // Quantization noise in place of Q(x) for x [rows, C] with the fake-quant layout (METHODS.md §8 [ours]).
+    // Where the quantizer clips (code rint(x/s) + z outside [qmin, qmax]) out is the clipped level, exactly
+    // as fake_quant_forward; elsewhere, with s the element's scale and u0..u2 the uniforms of Philox block
+    // (seed, stream, counter = element index r*C + c):
+    //   uniform:   out = x + amplitude * s * (u0 - 1/2)
+    //   gaussian:  out = x + amplitude * s * g / sqrt(12), g = Box-Muller(u0, u1) ~ N(0, 1) (same variance)
+    //   bernoulli: out = u2 < p ? Q(x) : x   (Quant-Noise, Fan et al. 2021: x + M * sg(Q(x) - x))
+    // and out is then clamped to the quantizer's range. The backward is the quantizer's own (STE / LSQ):
+    // identity where the quantizer does not clip. Returns the number of non-finite inputs. out may alias inp.
+    size_t (*quant_noise_forward)(float *out, const float *inp, const float *scale, const float *zero_point,
+                                  int rows, int C, const qft_fq_layout *layout, const qft_quant_noise *noise);
+    // The rounding residual of the real quantizer, for the noise amplitude: *sum_sq = sum over the elements
+    // the quantizer does not clip of ((Q(x) - x) / s)^2 (double, fixed order); returns how many there are.
+    size_t (*quant_residual)(const float *inp, const float *scale, const float *zero_point, int rows, int C,
+                             const qft_fq_layout *layout, double *sum_sq);
 
     // ---- reductions used by the optimizer ----
     double (*sum_squares)(const float *x, size_t n);  // for global grad-norm clipping

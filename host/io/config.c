@@ -51,6 +51,8 @@ static const config_section config_sections[] = {
     {"oscillation", "Weight-oscillation control for low-bit QAT (Nagel et al. 2022): dampening loss and freezing of weights whose integer code keeps flipping. Needs enabled weight quant sites; see docs/methods.md."},
     {"quant", "Fake quantization: which sites are quantized and how (`qft quant-sites` lists the sites and the rule each matched), calibration. Ready rule lists: `configs/quant/*.yaml`, given as a second `--config`."},
     {"kd", "Knowledge distillation from the floating-point teacher (Hinton et al. 2015; docs/methods.md): loss = (1 - alpha) task + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T)) + hidden_weight MSE(encoder outputs); a regression head (num_labels 1) uses the MSE to the teacher's prediction as its distillation term."},
+    {"penalty", "Outlier-range penalty fine-tuning [ours, QuantTune-style]: L = L_task + lambda * sum_l w_l (1/N_l) sum relu(abs(x - mu_l) - tau_l)^p over the chosen sites (docs/methods.md)."},
+    {"noise", "Adaptive random-noise fine-tuning [ours]: during training, enabled quant sites replace Q(x) by x + a_site * step * eps (or Quant-Noise's Bernoulli mix); evaluation uses the real quantizer (docs/methods.md)."},
 };
 #define SECTION_COUNT (sizeof config_sections / sizeof config_sections[0])
 
@@ -234,6 +236,34 @@ static const config_key config_keys[] = {
          "Weight of the mean squared error between the student's and the teacher's encoder outputs (the last layer's output, all tokens); 0 = off."),
     STRING("kd.teacher", kd.teacher, "",
            "Safetensors of the teacher (same architecture); empty = model.init_from, the FP checkpoint fine-tuning starts from. Not stored in checkpoints: a resume reads it again."),
+
+    REAL("penalty.lambda", penalty.lambda, 0.0, 0, CLOSED, 1e6, CLOSED,
+         "Coefficient of the outlier-range penalty in the training loss; 0 = off."),
+    STRING("penalty.sites", penalty.sites, "layers.*.ln?.output,layers.*.fc2.input,layers.*.resid?.output",
+           "Comma-separated globs (`*` spans dots) over site names (`qft quant-sites` lists them): the penalized activations, quantized or not. fc1.input is the same tensor as an LN output and is left out of the default."),
+    REAL("penalty.k", penalty.k, 6.0, 0, OPEN, 1e6, CLOSED,
+         "mode sigma: the allowed range is mu +- k sigma of the tensor in the current step (6 = Bondarenko et al.'s outlier definition)."),
+    REAL("penalty.p", penalty.p, 2.0, 1, CLOSED, 8, CLOSED, "Exponent of the excess beyond the range."),
+    ENUM("penalty.mode", penalty.mode, "sigma", "sigma|quant_range",
+         "`sigma`: range mu +- k sigma; `quant_range`: the site's current quantizer range where the site is quantized (else sigma)."),
+    ENUM("penalty.weighting", penalty.weighting, "adaptive", "adaptive|uniform",
+         "`adaptive`: w_l = min(max abs(x - mu) / tau, penalty.weight_max), stop-gradient (more stretched ranges weigh more); `uniform`: w_l = 1."),
+    REAL("penalty.weight_max", penalty.weight_max, 10.0, 1, CLOSED, 1e6, CLOSED, "Upper clip of the adaptive weight."),
+    INTEGER("penalty.warmup_steps", penalty.warmup_steps, 0, 0, LONG_MAX,
+            "lambda ramps up linearly over the first N optimizer steps; 0 = full from the start."),
+
+    ENUM("noise.kind", noise.kind, "off", "off|uniform|gaussian|bernoulli",
+         "Noise that stands in for the quantizer of enabled sites during training: `uniform` x + a step U(-1/2, 1/2), `gaussian` the same variance, `bernoulli` Quant-Noise's x + M (Q(x) - x) with M ~ Bernoulli(noise.p). Needs quant.rules."),
+    STRING("noise.sites", noise.sites, "*", "Comma-separated globs over the enabled sites that get noise; the others quantize for real."),
+    REAL("noise.p", noise.p, 0.5, 0, CLOSED, 1, CLOSED, "kind bernoulli: probability that an element is quantized exactly."),
+    REAL("noise.amplitude", noise.amplitude, 1.0, 0, CLOSED, 100, CLOSED,
+         "a_site before the first adaptation (and always when noise.adapt_every = 0)."),
+    INTEGER("noise.adapt_every", noise.adapt_every, 50, 0, LONG_MAX,
+            "Every N optimizer steps a_site = clip(sqrt(12 mean(((Q(x) - x) / step)^2)), amplitude_min, amplitude_max) over the unclipped elements of the current batch; 0 = never."),
+    REAL("noise.amplitude_min", noise.amplitude_min, 0.5, 0, CLOSED, 100, CLOSED, "Lower clip of the adapted a_site."),
+    REAL("noise.amplitude_max", noise.amplitude_max, 2.0, 0, CLOSED, 100, CLOSED, "Upper clip of the adapted a_site."),
+    REAL("noise.anneal", noise.anneal, 0.0, 0, CLOSED, 1, CLOSED,
+         "The noise (a_site, or p for bernoulli) goes linearly to 0 over this last fraction of training; 0 = no annealing."),
 };
 #define KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
 

@@ -136,6 +136,27 @@ typedef struct {
 } qft_kd_config;
 
 typedef struct {
+    double lambda;                           // penalty.lambda (0 = off)
+    char sites[QFT_STR_MAX];                 // penalty.sites: comma-separated globs over site names
+    double k;                                // penalty.k: tau = k * sigma
+    double p;                                // penalty.p: exponent
+    char mode[32];                           // penalty.mode: sigma | quant_range
+    char weighting[32];                      // penalty.weighting: adaptive | uniform
+    double weight_max;                       // penalty.weight_max: clip of the adaptive weight
+    long warmup_steps;                       // penalty.warmup_steps: lambda ramps up linearly
+} qft_penalty_config;
+
+typedef struct {
+    char kind[32];                           // noise.kind: off | uniform | gaussian | bernoulli
+    char sites[QFT_STR_MAX];                 // noise.sites: comma-separated globs over enabled sites
+    double p;                                // noise.p: bernoulli probability of exact quantization
+    double amplitude;                        // noise.amplitude: a_site before (or without) adaptation
+    long adapt_every;                        // noise.adapt_every (0 = fixed amplitude)
+    double amplitude_min, amplitude_max;     // noise.amplitude_min / amplitude_max: clip of a_site
+    double anneal;                           // noise.anneal: fraction of training over which noise goes to 0
+} qft_noise_config;
+
+typedef struct {
     qft_run_config run;
     qft_model_config model;
     qft_data_config data;
@@ -144,6 +165,8 @@ typedef struct {
     qft_quant_config quant;
     qft_oscillation_config oscillation;
     qft_kd_config kd;
+    qft_penalty_config penalty;
+    qft_noise_config noise;
     char source_path[QFT_STR_MAX]; // the YAML file the config came from (for messages)
 } qft_config;
 

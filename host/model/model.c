@@ -277,7 +277,8 @@ static qft_layer_shape layer_shape(qft_model *m, int layer, int training, uint64
     s.seed = seed;
     s.stream_base = qft_dropout_stream(step, 4 * layer);
     s.key_mask = m->kind == QFT_MODEL_BERT && m->has_mask ? m->dev_mask : NULL;
-    if (m->quant.mode != QFT_QUANT_OFF && m->quant.enabled_count > 0) {
+    // Method hooks (host/method/) see every site, quantized or not.
+    if ((m->quant.mode != QFT_QUANT_OFF && m->quant.enabled_count > 0) || m->quant.hooks) {
         s.quant = &m->quant;
         s.sites = &m->layer_sites[layer];
     }
@@ -336,12 +337,17 @@ static void bind_weights(qft_model *m, float *params) {
 }
 
 float qft_model_forward_with_params(qft_model *m, float *params) {
+    // The other parameters run as the plain FP model: no quantization, and no method hooks (an
+    // outlier penalty must not see the teacher's activations).
     qft_quant_mode mode = m->quant.mode;
+    const qft_site_hooks *hooks = m->quant.hooks;
     m->quant.mode = QFT_QUANT_OFF;
+    m->quant.hooks = NULL;
     bind_weights(m, params);
     float loss = qft_model_forward(m, 0, 0, 0);
     bind_weights(m, m->params);
     m->quant.mode = mode;
+    m->quant.hooks = hooks;
     return loss;
 }
 

@@ -46,6 +46,7 @@ qft_status qft_quant_add_site(qft_quant_state *st, const char *name, qft_site_ro
     site->fmt = qft_quant_format_default();
     site->weight = weight;
     site->grad = grad;
+    site->noise_amplitude = 1.0f;
     st->count++;
     return QFT_OK;
 }
@@ -200,6 +201,30 @@ static void note_nonfinite(qft_quant_state *st, const qft_quant_site *site, size
 // Zero point as the quantizer uses it: symmetric signed grids have none.
 static const float *site_zero(const qft_quant_site *site) { return site->zero_point; }
 
+static int site_index(const qft_quant_state *st, const qft_quant_site *site) { return (int)(site - st->sites); }
+
+static void hook_observe(qft_quant_state *st, qft_quant_site *site, const float *x, int rows) {
+    if (st && site && st->hooks && st->hooks->observe && st->mode != QFT_QUANT_OBSERVE)
+        st->hooks->observe(st->hooks->ctx, st, site_index(st, site), x, rows);
+}
+
+static void hook_backward(qft_quant_state *st, qft_quant_site *site, float *dx, int rows) {
+    if (st && site && dx && st->hooks && st->hooks->backward && st->mode != QFT_QUANT_OBSERVE)
+        st->hooks->backward(st->hooks->ctx, st, site_index(st, site), dx, rows);
+}
+
+// out = Q(x) for an active site: a method's stand-in (noise) or the real fake quantizer.
+static void site_quantize(qft_quant_state *st, qft_quant_site *site, float *out, const float *x, int rows) {
+    size_t bad = 0;
+    if (st->hooks && st->hooks->quantize &&
+        st->hooks->quantize(st->hooks->ctx, st, site_index(st, site), out, x, rows, &bad)) {
+        note_nonfinite(st, site, bad);
+        return;
+    }
+    note_nonfinite(st, site, st->be->fake_quant_forward(out, x, site->scale, site_zero(site), rows, site->C,
+                                                        &site->layout));
+}
+
 void qft_quant_weights_forward(qft_quant_state *st) {
     if (!st || st->mode == QFT_QUANT_OFF) return;
     for (int i = 0; i < st->count; i++) {
@@ -209,9 +234,7 @@ void qft_quant_weights_forward(qft_quant_state *st) {
             if (st->observe) st->observe(st->observe_ctx, st, i, site->weight, site->rows, site->C);
             continue;
         }
-        size_t bad = st->be->fake_quant_forward(site->buffer, site->weight, site->scale, site_zero(site), site->rows,
-                                                site->C, &site->layout);
-        note_nonfinite(st, site, bad);
+        site_quantize(st, site, site->buffer, site->weight, site->rows);
     }
 }
 
@@ -221,20 +244,23 @@ const float *qft_site_weight(const qft_quant_state *st, const qft_quant_site *si
 
 const float *qft_site_input_forward(qft_quant_state *st, qft_quant_site *site, const float *x, int rows) {
     if (qft_site_observed(st, site)) st->observe(st->observe_ctx, st, (int)(site - st->sites), x, rows, site->C);
+    hook_observe(st, site, x, rows);
     if (!qft_site_active(st, site)) return x;
     site->last_rows = rows;
-    note_nonfinite(st, site, st->be->fake_quant_forward(site->buffer, x, site->scale, site_zero(site), rows, site->C,
-                                                        &site->layout));
+    site_quantize(st, site, site->buffer, x, rows);
     return site->buffer;
 }
 
 void qft_site_output_forward(qft_quant_state *st, qft_quant_site *site, float *x, int rows) {
     if (qft_site_observed(st, site)) st->observe(st->observe_ctx, st, (int)(site - st->sites), x, rows, site->C);
-    if (!qft_site_active(st, site)) return;
+    if (!qft_site_active(st, site)) {
+        hook_observe(st, site, x, rows);
+        return;
+    }
     site->last_rows = rows;
     st->be->copy(site->buffer, x, (size_t)rows * site->C * sizeof(float));
-    note_nonfinite(st, site, st->be->fake_quant_forward(x, site->buffer, site->scale, site_zero(site), rows, site->C,
-                                                        &site->layout));
+    hook_observe(st, site, site->buffer, rows);
+    site_quantize(st, site, x, site->buffer, rows);
 }
 
 const qft_prob_quant *qft_site_probs(qft_quant_state *st, qft_quant_site *site, qft_prob_quant *storage) {
@@ -289,14 +315,17 @@ void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_
     be->linear_backward(dx_hat, dw_hat, dbias, dout, x_used, qft_site_weight(st, w_site, weight), N, C, OC);
     if (x_active) site_ste_backward(st, x_site, dinp, dx_hat, inp, N);
     if (w_active) site_ste_backward(st, w_site, dweight, dw_hat, w_site->weight, OC);
+    hook_backward(st, x_site, dinp, N);  // dinp now holds this consumer's dL/dx; method losses on x add theirs
 }
 
 void qft_site_output_backward(qft_quant_state *st, qft_quant_site *site, float *d, int rows) {
-    if (!qft_site_active(st, site)) return;
-    size_t n = (size_t)rows * site->C;
-    st->be->copy(st->scratch_input, d, n * sizeof(float));
-    st->be->zero(d, n * sizeof(float));
-    site_ste_backward(st, site, d, st->scratch_input, site->buffer, rows);
+    if (qft_site_active(st, site)) {
+        size_t n = (size_t)rows * site->C;
+        st->be->copy(st->scratch_input, d, n * sizeof(float));
+        st->be->zero(d, n * sizeof(float));
+        site_ste_backward(st, site, d, st->scratch_input, site->buffer, rows);
+    }
+    hook_backward(st, site, d, rows);
 }
 
 void qft_quant_clamp_scales(qft_quant_state *st) {

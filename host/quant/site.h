@@ -36,6 +36,7 @@ typedef struct {
     float *weight, *grad;        // WEIGHT: the parameter and its gradient
     float *buffer;               // see the roles
     int last_rows;               // rows seen by the last forward (INPUT/OUTPUT)
+    float noise_amplitude;       // adaptive noise fine-tuning's a_site (host/method/noise.c); checkpointed
 } qft_quant_site;
 
 typedef enum {
@@ -48,6 +49,23 @@ struct qft_quant_state;
 // Called in QFT_QUANT_OBSERVE mode with a site's tensor: x is backend memory holding rows x C floats
 // (the CPU backend's memory is host memory; an observer for other backends copies it first).
 typedef void (*qft_site_observer)(void *ctx, struct qft_quant_state *state, int site, const float *x, int rows, int C);
+
+// Fine-tuning methods (host/method/) attach here: every named activation passes these points.
+//   observe:  an INPUT / OUTPUT site's unquantized tensor x [rows, C] in QFT_QUANT_OFF / ON modes, whether or
+//             not the site is enabled; x stays valid until the backward (OUTPUT sites that quantize pass
+//             their unquantized copy).
+//   quantize: in place of the fake quantizer of an active site (WEIGHT, INPUT, OUTPUT): returns 1 when it
+//             wrote out (and the count of non-finite inputs), 0 to let the real quantizer run. The backward
+//             stays the quantizer's (STE / LSQ).
+//   backward: ACCUMULATES the method's gradient w.r.t. the observed x into dx [rows, C], once dx holds
+//             dL/dx (after the STE of an active site).
+typedef struct {
+    void *ctx;
+    void (*observe)(void *ctx, struct qft_quant_state *st, int site, const float *x, int rows);
+    int (*quantize)(void *ctx, struct qft_quant_state *st, int site, float *out, const float *x, int rows,
+                    size_t *nonfinite);
+    void (*backward)(void *ctx, struct qft_quant_state *st, int site, float *dx, int rows);
+} qft_site_hooks;
 
 typedef struct qft_quant_state {
     const qft_backend *be;
@@ -66,6 +84,7 @@ typedef struct qft_quant_state {
     size_t nonfinite;            // non-finite values met by quantizers since the last reset
     int nonfinite_site;          // the first site that met one (-1 = none)
     int enabled_count;
+    const qft_site_hooks *hooks; // NULL = no method hooks
 } qft_quant_state;
 
 void qft_quant_state_init(qft_quant_state *st, const qft_backend *be);

@@ -16,6 +16,8 @@
 #define MOMENT2_NAME "optimizer.exp_avg_sq"
 #define QUANT_MOMENT1_NAME "optimizer.quant.exp_avg"
 #define QUANT_MOMENT2_NAME "optimizer.quant.exp_avg_sq"
+// Adaptive noise fine-tuning's per-site amplitudes (host/method/noise.c): state a resume needs.
+#define NOISE_AMPLITUDE_NAME "qft.noise.amplitude"
 
 static int parse_step_file(const char *name, long *step) {
     char tail[32];
@@ -71,8 +73,9 @@ qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, cons
         if (qst != QFT_OK) return qst;
     }
     size_t qn = opt->quant_floats;
-    int count = model->table.count + 2 + quant.count + (qn ? 2 : 0) + (extra ? extra_count : 0);
-    float *host = malloc(3 * bytes + 2 * qn * sizeof(float));
+    int sites = model->quant.enabled_count > 0 ? model->quant.count : 0;
+    int count = model->table.count + 2 + quant.count + (qn ? 2 : 0) + (sites ? 1 : 0) + (extra ? extra_count : 0);
+    float *host = malloc(3 * bytes + (2 * qn + (size_t)sites) * sizeof(float));
     qft_write_tensor *entries = calloc((size_t)count, sizeof *entries);
     int quant_meta = 0;
     while (quant.metadata && quant.metadata[quant_meta]) quant_meta++;
@@ -104,6 +107,12 @@ qft_status qft_checkpoint_save(const char *run_dir, const qft_model *model, cons
         entries[e++] = (qft_write_tensor){QUANT_MOMENT2_NAME, QFT_DTYPE_F32, 1, quant_shape, qv, 1};
     }
     for (int i = 0; extra && i < extra_count; i++) entries[e++] = extra[i];
+    int64_t sites_shape[1] = {sites};
+    if (sites) {
+        float *amplitude = host + 3 * n + 2 * qn;
+        for (int i = 0; i < sites; i++) amplitude[i] = model->quant.sites[i].noise_amplitude;
+        entries[e++] = (qft_write_tensor){NOISE_AMPLITUDE_NAME, QFT_DTYPE_F32, 1, sites_shape, amplitude, 1};
+    }
     char step_text[32], seed_text[32], total_text[32];
     snprintf(step_text, sizeof step_text, "%ld", opt->step);
     snprintf(seed_text, sizeof seed_text, "%lu", seed);
@@ -140,6 +149,16 @@ static qft_status load_quant(const qft_safetensors *file, const char *path, qft_
     if (!qft_safetensors_find(file, QUANT_MOMENT1_NAME) && !qft_quant_io_has_state(&model->quant, file, QFT_CHECKPOINT_QUANT_PREFIX))
         return QFT_OK;
     qft_status st = qft_quant_io_load(&model->quant, file, QFT_CHECKPOINT_QUANT_PREFIX, err);
+    const qft_tensor_info *amplitude = qft_safetensors_find(file, NOISE_AMPLITUDE_NAME);
+    if (st == QFT_OK && amplitude) {
+        int sites = model->quant.count;
+        if (amplitude->numel != (size_t)sites)
+            return qft_fail(err, QFT_ERR_SHAPE, "%s: '%s' has %zu values, the model has %d quant sites", path,
+                            NOISE_AMPLITUDE_NAME, amplitude->numel, sites);
+        float values[sites];
+        st = qft_safetensors_read_f32(file, amplitude, values, err);
+        for (int i = 0; st == QFT_OK && i < sites; i++) model->quant.sites[i].noise_amplitude = values[i];
+    }
     size_t qn = opt->quant_floats;
     if (st != QFT_OK || !qn) return st;
     float *host = malloc(qn * sizeof(float));

@@ -17,6 +17,7 @@
 #include "../backend/backend.h"
 #include "../data/dataset.h"
 #include "../method/kd.h"
+#include "../method/methods.h"
 #include "../model/model.h"
 #include "../method/oscillation.h"
 #include "../quant/quant_io.h"
@@ -212,6 +213,7 @@ typedef struct {
     int *order;
     FILE *metrics;
     qft_oscillation *oscillation;  // NULL unless oscillation control is on
+    qft_methods methods;
 } train_state;
 
 static void train_state_free(train_state *s) {
@@ -223,6 +225,7 @@ static void train_state_free(train_state *s) {
     qft_dataset_free(&s->train);
     qft_dataset_free(&s->eval);
     qft_dataset_free(&s->eval_mm);
+    qft_methods_free(&s->methods);
     if (s->model.be) qft_optimizer_free(&s->opt, &s->model);
     qft_kd_free(&s->kd);
     qft_model_free(&s->model);
@@ -348,6 +351,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
                                         &missing_head, err));
     }
     TRY(qft_model_quant_configure(&s.model, &cfg->quant.rules, err));
+    TRY(qft_methods_init(&s.methods, cfg, &s.model, err));
     TRY(qft_optimizer_create(&s.opt, &s.model, hp, total_steps, (float)cfg->quant.scale_lr, cfg->quant.freeze_after,
                              err));
     TRY(qft_oscillation_create(&s.oscillation, &s.model, &cfg->oscillation, err));
@@ -391,9 +395,9 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
 
     int tty = isatty(2);
     long start_step = s.opt.step, loaded_epoch = -1;
-    double loss_window = 0.0, t_start = now_seconds(), t_loop = 0.0;
+    double loss_window = 0.0, task_window = 0.0, penalty_window = 0.0, t_start = now_seconds(), t_loop = 0.0;
     // Distillation: the task loss and the two KD terms are logged apart from the total.
-    double task_window = 0.0, kd_window = 0.0, kd_hidden_window = 0.0;
+    double kd_window = 0.0, kd_hidden_window = 0.0;
     int kd_on = cfg->kd.enabled;
     double alpha = cfg->kd.alpha;
     int window = 0;
@@ -406,7 +410,7 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         double t0 = now_seconds();
         qft_model_zero_grads(&s.model);
         qft_quant_zero_grads(&s.model.quant);
-        double step_loss = 0.0, step_task = 0.0, step_kd = 0.0, step_kd_hidden = 0.0;
+        double step_loss = 0.0, step_task = 0.0, step_kd = 0.0, step_kd_hidden = 0.0, step_penalty = 0.0;
         for (int micro = 0; micro < hp->grad_accum; micro++) {
             // The global micro-batch index fixes epoch and position: resuming needs only the step.
             long k = s.opt.step * hp->grad_accum + micro;
@@ -425,6 +429,8 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             TRY(qft_model_set_batch(&s.model, &s.train_buf.batch, err));
             uint64_t rng_step = (uint64_t)k;
             if (kd_on) qft_kd_teacher_forward(&s.kd);
+            qft_methods_begin_micro(&s.methods, s.opt.step, total_steps, micro, seed, rng_step,
+                                    1.0f / (float)hp->grad_accum);
             float loss = qft_model_forward(&s.model, 1, seed, rng_step);
             TRY(qft_model_quant_check(&s.model, err));
             double total = loss;
@@ -435,8 +441,14 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
                 step_kd_hidden += s.kd.hidden_loss / hp->grad_accum;
             }
             qft_model_backward(&s.model, 1.0f / (float)hp->grad_accum, seed, rng_step);
-            step_loss += total / hp->grad_accum;
+            qft_methods_end_micro(&s.methods);
+            // The loss is the task (or KD) loss + lambda * L_out (the penalty's gradient went in through the
+            // site hooks).
+            double weighted_penalty, raw_penalty;
+            qft_methods_take_penalty(&s.methods, &weighted_penalty, &raw_penalty);
             step_task += loss / hp->grad_accum;
+            step_penalty += raw_penalty / hp->grad_accum;
+            step_loss += (total + weighted_penalty) / hp->grad_accum;
         }
         if (!isfinite(step_loss)) {
             status = qft_fail(err, QFT_ERR_INVALID, "training diverged: loss is %f at step %ld (lower train.lr?)",
@@ -452,15 +464,19 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         task_window += step_task;
         kd_window += step_kd;
         kd_hidden_window += step_kd_hidden;
+        penalty_window += step_penalty;
         window++;
         long step = s.opt.step;
         if (step % hp->log_every == 0 || step == total_steps) {
             fprintf(s.metrics, "{\"step\": %ld, \"loss\": %.6f", step, loss_window / window);
+            if (kd_on || s.methods.penalty.enabled) json_number(s.metrics, "task_loss", task_window / window);
             if (kd_on) {
-                json_number(s.metrics, "task_loss", task_window / window);
                 json_number(s.metrics, "kd_loss", kd_window / window);
                 if (cfg->kd.hidden_weight > 0.0) json_number(s.metrics, "kd_hidden_loss", kd_hidden_window / window);
             }
+            if (s.methods.penalty.enabled)  // loss = task_loss + penalty_lambda * penalty
+                fprintf(s.metrics, ", \"penalty\": %.6g, \"penalty_lambda\": %.6g, \"penalty_max_sigma\": %.4g",
+                        penalty_window / window, s.methods.penalty.lambda_now, s.methods.penalty.max_ratio);
             fprintf(s.metrics, ", \"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f", lr, grad_norm,
                     1000.0 * t_loop / (double)(step - start_step));
             if (s.oscillation) {
@@ -472,7 +488,8 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             fprintf(s.metrics, "}\n");
             fflush(s.metrics);
             out->final_loss = loss_window / window;
-            loss_window = task_window = kd_window = kd_hidden_window = 0.0;
+            s.methods.penalty.max_ratio = 0.0;
+            loss_window = task_window = kd_window = kd_hidden_window = penalty_window = 0.0;
             window = 0;
         }
         if (tty) {

@@ -144,6 +144,14 @@ size_t cpu_log_quant_forward(float *out, const float *inp, size_t n, int bits, i
 void cpu_log_quant_backward(float *dinp, float *dscale, const float *dout, const float *inp, size_t n, int bits,
                             int sqrt2, const float *scale);
 
+void cpu_tensor_moments(const float *x, size_t n, double out[4]);
+double cpu_outlier_penalty_forward(const float *x, size_t n, float mu, float tau, float p);
+void cpu_outlier_penalty_backward(float *dx, const float *x, size_t n, float mu, float tau, float p, float coef);
+size_t cpu_quant_noise_forward(float *out, const float *inp, const float *scale, const float *zero_point, int rows,
+                               int C, const qft_fq_layout *layout, const qft_quant_noise *noise);
+size_t cpu_quant_residual(const float *inp, const float *scale, const float *zero_point, int rows, int C,
+                          const qft_fq_layout *layout, double *sum_sq);
+
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_scale(float *x, float factor, size_t n);
 void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,

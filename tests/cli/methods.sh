@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The fine-tuning methods through the CLI: the outlier penalty lowers the measured activation range at its
+# sites (`qft analyze`) against the same run without it and logs task loss and penalty apart; noise-trained
+# QAT differs from plain QAT and evaluates with the real quantizer; noise training then PTQ (calibrate +
+# eval) works; resume is bit-exact with penalty and adaptive noise on; bad settings are one-line errors.
+source "$(dirname "$0")/lib.sh" "$@"
+need_fmnist
+cd "$WORK" || exit 1
+
+RUNS=$WORK/runs
+BASE=("${TINY[@]}" model.num_layers=2 train.lr=3e-3 train.log_every=20 run.threads=1)
+PENALTY=(penalty.lambda=1 penalty.k=3)
+W4A4=(--config "$REPO_DIR/configs/quant/w4a4.yaml")
+
+# mean_absmax RUN: mean over the penalized sites (default penalty.sites) of max|x| in qft analyze's ranges.csv.
+mean_absmax() {
+    python3 -S - "$RUNS/$1/ranges.csv" <<'PY'
+import csv, re, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1]))
+        if re.match(r"layers\.\d+\.(ln.\.output|fc2\.input|resid.\.output)$", r["site"])]
+print("%.4f" % (sum(float(r["absmax"]) for r in rows) / len(rows)) if len(rows) == 10 else "none")
+PY
+}
+
+# ---- outlier penalty: lower activation ranges than the same run without it ----
+qft_run train "${BASE[@]}" run.name=plain train.steps=60
+expect_ok "plain FP run, 60 steps"
+qft_run train "${BASE[@]}" "${PENALTY[@]}" run.name=penalty train.steps=60
+expect_ok "the same run with the outlier penalty"
+line=$(grep '"task_loss"' "$RUNS/penalty/metrics.jsonl" | tail -n 1)
+python3 -S -c '
+import json, sys
+d = json.loads(sys.argv[1])
+sys.exit(not (d["penalty"] > 0 and abs(d["loss"] - d["task_loss"] - d["penalty_lambda"] * d["penalty"]) < 1e-5))' "$line" &&
+    pass "metrics.jsonl: loss = task_loss + lambda * penalty ($line)" || fail "metrics.jsonl penalty fields: $line"
+for run in plain penalty; do
+    qft_run analyze "${BASE[@]}" run.name=$run quant.calib_batches=4
+    expect_ok "qft analyze $run"
+done
+PLAIN_MAX=$(mean_absmax plain)
+PENALTY_MAX=$(mean_absmax penalty)
+check "the penalty lowers the mean max|x| of its 10 sites ($PENALTY_MAX vs $PLAIN_MAX without)" \
+    python3 -S -c 'import sys; sys.exit(not float(sys.argv[1]) < 0.97 * float(sys.argv[2]))' "$PENALTY_MAX" "$PLAIN_MAX"
+
+# ---- noise fine-tuning: QAT from the plain run's weights, with and without noise ----
+QAT=("${BASE[@]}" "${W4A4[@]}" model.init_from="$RUNS/plain/model.safetensors" quant.calib_batches=2 train.steps=10)
+qft_run train "${QAT[@]}" run.name=qat
+expect_ok "plain W4A4 QAT"
+qft_run train "${QAT[@]}" run.name=noise noise.kind=uniform noise.adapt_every=3
+expect_ok "W4A4 QAT with adaptive uniform noise"
+NOISE_ACC=$(json_field eval_accuracy)
+NOISE_LOSS=$(json_field eval_loss)
+check "noise training gives other weights than plain QAT" \
+    bash -c "! cmp -s '$RUNS/qat/model.safetensors' '$RUNS/noise/model.safetensors'"
+qft_run eval "${BASE[@]}" "${W4A4[@]}" run.name=noise
+check "qft eval of the noise run quantizes for real and reproduces its final evaluation (loss $NOISE_LOSS)" \
+    test "$RC" -eq 0 -a "$(json_field quantized)" = true -a "$(json_field loss)" = "$NOISE_LOSS" \
+    -a "$(json_field accuracy)" = "$NOISE_ACC"
+
+# ---- penalty + noise in FP-weight training, then PTQ ----
+qft_run train "${BASE[@]}" "${PENALTY[@]}" "${W4A4[@]}" run.name=both noise.kind=gaussian train.steps=10 \
+    model.init_from="$RUNS/plain/model.safetensors" quant.calib_batches=2
+expect_ok "penalty + gaussian noise together"
+qft_run calibrate "${BASE[@]}" "${W4A4[@]}" run.name=both quant.calib_batches=2 eval.checkpoint="$RUNS/both/model.safetensors"
+expect_ok "PTQ after noise training: calibrate"
+qft_run eval "${BASE[@]}" "${W4A4[@]}" run.name=both eval.checkpoint="$RUNS/both/model.safetensors"
+check "PTQ after noise training: eval is quantized" test "$RC" -eq 0 -a "$(json_field quantized)" = true
+
+# ---- resume stays bit-exact with penalty and adaptive noise on (amplitudes adapt at steps 0, 3, 6) ----
+BOTH=("${QAT[@]}" "${PENALTY[@]}" noise.kind=uniform noise.adapt_every=3 noise.anneal=0.3
+      penalty.warmup_steps=4 data.shuffle=true train.steps=8)
+qft_run train "${BOTH[@]}" run.name=straight
+expect_ok "8 steps straight with penalty and noise"
+qft_run train "${BOTH[@]}" run.name=split train.steps=8 train.checkpoint_every=4
+rm "$RUNS/split/checkpoints/step_00000008.safetensors"
+qft_run train "${BOTH[@]}" run.name=split
+check "resumed from step 4" test "$RC" -eq 0 -a "$(json_field resumed)" = true -a "$(json_field steps_this_run)" = 4
+check "resumed run's final checkpoint is bit-identical to the straight run's" \
+    cmp "$RUNS/straight/checkpoints/step_00000008.safetensors" "$RUNS/split/checkpoints/step_00000008.safetensors"
+
+# ---- errors ----
+qft_run train "${BASE[@]}" run.name=bad noise.kind=uniform train.steps=2
+expect_error "noise without quantized sites" train 1 "noise.sites"
+qft_run train "${BASE[@]}" run.name=bad penalty.lambda=1 penalty.sites=layers.*.nothing train.steps=2
+expect_error "a penalty pattern that matches no site" train 1 "layers.*.nothing"
+
+finish

@@ -1,0 +1,241 @@
+// Adaptive noise fine-tuning (host/method/noise.c, docs/methods.md §2): the noise op's statistics, clipping,
+// determinism and independence of its Philox streams, the residual op behind the amplitude, the identity
+// gradient inside the range (finite differences), and the model hook (noise in training, real quantizer off it).
+#include <omp.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "io/config.h"
+#include "method/methods.h"
+#include "model/model.h"
+#include "test_util.h"
+
+static const qft_backend *be;
+
+// Mean and variance of (out - x) / s over n elements (x inside the range).
+static void noise_moments(const float *out, const float *x, size_t n, float s, double *mean, double *var) {
+    double sum = 0.0, sq = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = ((double)out[i] - x[i]) / s;
+        sum += e;
+        sq += e * e;
+    }
+    *mean = sum / n;
+    *var = sq / n - *mean * *mean;
+}
+
+static void test_statistics(void) {
+    int rows = 512, C = 256;
+    size_t n = (size_t)rows * C;
+    // Per-tensor 8-bit asymmetric grid over [-2, 2]; x well inside, so no noisy value reaches the ends.
+    qft_fq_layout layout = {.qmin = 0, .qmax = 255, .axis = QFT_FQ_PER_TENSOR};
+    float s = 4.0f / 255.0f, z = 128.0f;
+    float *x = random_tensor(n, -1.5f, 1.5f), *out = malloc(n * sizeof(float)), *again = malloc(n * sizeof(float));
+    float amplitude = 1.7f;
+    for (int kind = QFT_NOISE_UNIFORM; kind <= QFT_NOISE_GAUSSIAN; kind++) {
+        qft_quant_noise noise = {kind, amplitude, 0.0f, 99, 5};
+        be->quant_noise_forward(out, x, &s, &z, rows, C, &layout, &noise);
+        double mean, var, want = (double)amplitude * amplitude / 12.0;
+        noise_moments(out, x, n, s, &mean, &var);
+        // Standard errors for n = 131072: mean sqrt(want / n) ~ 0.0014; variance within 2% (about 5 of its
+        // standard errors for uniform noise, 3.5 for Gaussian).
+        CHECK(fabs(mean) < 5.0 * sqrt(want / n) && fabs(var / want - 1.0) < 0.02,
+              "%s noise: mean %.4g, variance %.5g, expected 0 and a^2/12 = %.5g", kind ? "gaussian" : "uniform", mean,
+              var, want);
+        printf("%s noise: mean %.2e step, variance %.5f step^2 (a^2/12 = %.5f)\n", kind ? "gaussian" : "uniform", mean,
+               var, want);
+        // Deterministic given (seed, stream), for any thread count.
+        int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        be->quant_noise_forward(again, x, &s, &z, rows, C, &layout, &noise);
+        omp_set_num_threads(threads);
+        CHECK(memcmp(out, again, n * sizeof(float)) == 0, "noise kind %d differs between 1 and %d threads", kind,
+              threads);
+        // Other streams (sites, steps) and other seeds give other noise, uncorrelated with this one.
+        for (int variant = 0; variant < 2; variant++) {
+            qft_quant_noise other = noise;
+            if (variant) other.seed++;
+            else other.stream++;
+            be->quant_noise_forward(again, x, &s, &z, rows, C, &layout, &other);
+            double cross = 0.0;
+            size_t same = 0;
+            for (size_t i = 0; i < n; i++) {
+                cross += ((double)out[i] - x[i]) * ((double)again[i] - x[i]) / ((double)s * s);
+                same += out[i] == again[i];
+            }
+            double corr = cross / n / want;
+            CHECK(fabs(corr) < 0.02 && same < n / 100, "another %s gives correlated noise (%.3g, %zu equal)",
+                  variant ? "seed" : "stream", corr, same);
+        }
+    }
+    // Bernoulli: a fraction p of the elements is exactly Q(x), the rest exactly x.
+    qft_quant_noise mix = {QFT_NOISE_BERNOULLI, 1.0f, 0.3f, 99, 5};
+    float *q = malloc(n * sizeof(float));
+    be->quant_noise_forward(out, x, &s, &z, rows, C, &layout, &mix);
+    be->fake_quant_forward(q, x, &s, &z, rows, C, &layout);
+    size_t quantized = 0, kept = 0, differ = 0;
+    for (size_t i = 0; i < n; i++) {
+        differ += q[i] != x[i];
+        if (q[i] == x[i]) continue;
+        quantized += out[i] == q[i];
+        kept += out[i] == x[i];
+    }
+    double share = (double)quantized / differ;
+    CHECK(quantized + kept == differ && fabs(share - 0.3) < 0.01, "bernoulli: %.4f of the elements quantized "
+          "(expected 0.3), %zu neither", share, differ - quantized - kept);
+    // Clipping: values outside the range give the quantizer's own output, whatever the noise.
+    for (size_t i = 0; i < n; i += 7) x[i] *= 3.0f;
+    qft_quant_noise noise = {QFT_NOISE_UNIFORM, 2.0f, 0.0f, 1, 2};
+    be->quant_noise_forward(out, x, &s, &z, rows, C, &layout, &noise);
+    be->fake_quant_forward(q, x, &s, &z, rows, C, &layout);
+    float lo = (0 - z) * s, hi = (255 - z) * s;
+    size_t clipped = 0, wrong = 0;
+    for (size_t i = 0; i < n; i++) {
+        float code = rintf(x[i] / s) + z;
+        int outside = code < 0 || code > 255;
+        clipped += outside;
+        wrong += outside ? out[i] != q[i] : (out[i] < lo || out[i] > hi);
+    }
+    CHECK(clipped > n / 20 && wrong == 0, "clipping: %zu of %zu clipped elements differ from Q(x) or leave the range",
+          wrong, clipped);
+    free(q);
+    free(x);
+    free(out);
+    free(again);
+}
+
+// The residual op: values spread evenly over many steps have a = sqrt(12 mean r^2) ~ 1; values on the grid 0;
+// per-channel scales are honoured and clipped elements left out.
+static void test_residual(void) {
+    int rows = 256, C = 64;
+    size_t n = (size_t)rows * C;
+    qft_fq_layout layout = {.qmin = -127, .qmax = 127, .axis = QFT_FQ_PER_COLUMN};
+    float scale[64];
+    for (int c = 0; c < C; c++) scale[c] = 0.01f * (1 + c % 5);
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = test_uniform(-1.0f, 1.0f) * 100.0f * scale[i % C];
+    double sum_sq;
+    size_t inside = be->quant_residual(x, scale, NULL, rows, C, &layout, &sum_sq);
+    double a = sqrt(12.0 * sum_sq / inside);
+    CHECK(inside == n && fabs(a - 1.0) < 0.02, "uniform values: a = %.4f over %zu of %zu (expected ~1)", a, inside, n);
+    for (size_t i = 0; i < n; i++) x[i] = rintf(x[i] / scale[i % C]) * scale[i % C];
+    x[0] = 1000.0f;  // clipped: left out
+    inside = be->quant_residual(x, scale, NULL, rows, C, &layout, &sum_sq);
+    CHECK(inside == n - 1 && sum_sq < 1e-8, "values on the grid: residual %.3g over %zu", sum_sq, inside);
+    free(x);
+}
+
+// The gradient of the noisy forward w.r.t. x, with the noise held fixed (same seed, stream and index), is 1
+// inside the range and 0 where the quantizer clips: exactly the STE the backward applies.
+static void test_gradient(void) {
+    int rows = 16, C = 32;
+    size_t n = (size_t)rows * C;
+    qft_fq_layout layout = {.qmin = -8, .qmax = 7, .axis = QFT_FQ_PER_TENSOR};
+    float s = 0.1f;
+    float *x = random_tensor(n, -1.2f, 1.2f), *up = malloc(n * sizeof(float)), *down = malloc(n * sizeof(float));
+    float *xp = malloc(n * sizeof(float)), *xm = malloc(n * sizeof(float)), *ste = calloc(n, sizeof(float));
+    float *ones = malloc(n * sizeof(float));
+    float h = 1e-3f;
+    for (size_t i = 0; i < n; i++) xp[i] = x[i] + h, xm[i] = x[i] - h, ones[i] = 1.0f;
+    qft_quant_noise noise = {QFT_NOISE_UNIFORM, 1.0f, 0.0f, 3, 4};
+    be->quant_noise_forward(up, xp, &s, NULL, rows, C, &layout, &noise);
+    be->quant_noise_forward(down, xm, &s, NULL, rows, C, &layout, &noise);
+    be->fake_quant_backward(ste, NULL, NULL, ones, x, &s, NULL, rows, C, &layout, 1.0f);
+    size_t checked = 0, bad = 0, interior = 0;
+    for (size_t i = 0; i < n; i++) {
+        // Skip points within h of a clipping threshold or of the range ends, where the difference straddles a kink.
+        float code = x[i] / s;
+        if (fabsf(code - (-8.5f)) < 0.05f || fabsf(code - 7.5f) < 0.05f) continue;
+        float noisy = up[i] - h;  // the noisy value at x
+        if (ste[i] != 0.0f && (noisy - s * -8 < 2 * h || s * 7 - noisy < 2 * h)) continue;
+        double fd = ((double)up[i] - down[i]) / (2.0 * h);
+        checked++;
+        interior += ste[i] != 0.0f;
+        bad += fabs(fd - ste[i]) > 1e-2;
+    }
+    CHECK(checked > n / 2 && interior > checked / 2 && interior < checked && bad == 0,
+          "noise gradient vs finite differences: %zu of %zu differ from the STE (%zu inside the range)", bad, checked,
+          interior);
+    free(x), free(up), free(down), free(xp), free(xm), free(ste), free(ones);
+}
+
+// In a model: a training forward with noise differs from the real quantizer's, is repeatable, and the same
+// forward outside training (evaluation) is the real quantizer's bit for bit. Amplitudes adapt into [min, max].
+static void test_model(void) {
+    static const char yaml[] = "model: {hidden_size: 16, num_layers: 2, num_heads: 2, intermediate_size: 32}\n"
+                               "quant:\n  rules:\n    - {pattern: \"*.weight\", bits: 4, granularity: channel}\n"
+                               "    - {pattern: \"layers.*.input\", bits: 4}\n"
+                               "noise: {kind: uniform, adapt_every: 1, amplitude_min: 0.5, amplitude_max: 2}\n";
+    qft_config cfg;
+    qft_error err;
+    qft_config_defaults(&cfg);
+    CHECK(qft_config_load_string(&cfg, yaml, strlen(yaml), "noise", &err) == QFT_OK, "config: %s", err.message);
+    int B = 4;
+    qft_model m;
+    qft_methods methods;
+    CHECK(qft_model_create(&m, &cfg.model, B, 0, be, 5, &err) == QFT_OK, "model: %s", err.message);
+    CHECK(qft_model_quant_configure(&m, &cfg.quant.rules, &err) == QFT_OK, "rules: %s", err.message);
+    CHECK(qft_methods_init(&methods, &cfg, &m, &err) == QFT_OK, "methods: %s", err.message);
+    for (int i = 0; i < m.quant.count; i++) {
+        qft_quant_site *site = &m.quant.sites[i];
+        if (!site->fmt.enabled) continue;
+        float sc[site->n_params];
+        for (int k = 0; k < site->n_params; k++) sc[k] = site->role == QFT_SITE_WEIGHT ? 0.05f : 0.3f;
+        be->copy_to_device(site->scale, sc, sizeof sc);
+    }
+    m.quant.mode = QFT_QUANT_ON;
+    float *images = random_tensor((size_t)B * 28 * 28, -1.0f, 1.0f);
+    int32_t labels[4] = {1, 2, 3, 4};
+    qft_batch batch = {.batch_size = B, .images = images, .labels = labels};
+    CHECK(qft_model_set_batch(&m, &batch, &err) == QFT_OK, "batch: %s", err.message);
+    float real = qft_model_forward(&m, 0, 7, 0);
+    float noisy[3];
+    for (int k = 0; k < 3; k++) {
+        qft_methods_begin_micro(&methods, k == 2 ? 1 : 0, 10, 0, 7, k == 2 ? 1 : 0, 1.0f);
+        noisy[k] = qft_model_forward(&m, 1, 7, k == 2 ? 1 : 0);
+        qft_methods_end_micro(&methods);
+    }
+    float after = qft_model_forward(&m, 0, 7, 0);
+    CHECK(noisy[0] != real && noisy[0] == noisy[1] && noisy[2] != noisy[0] && after == real,
+          "losses: real %.7g, noisy %.7g / %.7g (same step) / %.7g (next step), real again %.7g", real, noisy[0],
+          noisy[1], noisy[2], after);
+    int adapted = 0, in_range = 1;
+    for (int i = 0; i < m.quant.count; i++) {
+        if (!methods.noise.selected[i]) continue;
+        float a = m.quant.sites[i].noise_amplitude;
+        adapted += a != 1.0f;
+        in_range &= a >= 0.5f && a <= 2.0f;
+    }
+    CHECK(adapted > 0 && in_range, "amplitudes: %d adapted, all in [0.5, 2]: %d", adapted, in_range);
+    // Annealing: the noise factor is 1 before the last fraction and falls linearly to 0.
+    methods.noise.cfg = &cfg.noise;
+    cfg.noise.anneal = 0.25;
+    qft_noise_set_step(&methods.noise, 74, 100);
+    float f74 = methods.noise.factor;
+    qft_noise_set_step(&methods.noise, 75, 100);
+    float f75 = methods.noise.factor;
+    qft_noise_set_step(&methods.noise, 90, 100);
+    float f90 = methods.noise.factor;
+    CHECK(f74 == 1.0f && f75 == 1.0f && fabsf(f90 - 0.4f) < 1e-6f, "anneal factors %g %g %g", f74, f75, f90);
+    free(images);
+    qft_methods_free(&methods);
+    qft_model_free(&m);
+    // Noise without quantized sites is a one-line error.
+    qft_config_defaults(&cfg);
+    snprintf(cfg.noise.kind, sizeof cfg.noise.kind, "uniform");
+    CHECK(qft_model_create(&m, &cfg.model, B, 0, be, 5, &err) == QFT_OK, "model: %s", err.message);
+    CHECK(qft_model_quant_configure(&m, &cfg.quant.rules, &err) == QFT_OK, "rules: %s", err.message);
+    CHECK(qft_methods_init(&methods, &cfg, &m, &err) == QFT_ERR_INVALID && strstr(err.message, "noise.sites"),
+          "noise without quant sites: %s", err.message);
+    qft_methods_free(&methods);
+    qft_model_free(&m);
+}
+
+int main(void) {
+    be = qft_backend_cpu();
+    test_statistics();
+    test_residual();
+    test_gradient();
+    test_model();
+    QFT_TEST_SUMMARY();
+}
