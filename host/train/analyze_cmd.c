@@ -498,7 +498,7 @@ qft_status qft_analyze_run(const qft_config *cfg, qft_analyze_cmd_summary *out, 
     memset(&ctx, 0, sizeof ctx);
     qft_status status = QFT_OK;
     char run_dir[1100];
-    snprintf(run_dir, sizeof run_dir, "%s/%s", cfg->run.dir, cfg->run.name);
+    qft_run_dir(cfg, run_dir, sizeof run_dir);
     TRY(qft_model_weights_path(cfg, out->weights, sizeof out->weights, err));
     // Weights from model.init_from are a pretrained model: a missing classifier head is initialized.
     int pretrained = strcmp(out->weights, cfg->model.init_from) == 0;

@@ -17,7 +17,7 @@ QAT=("${TINY[@]}" "$LSQ" model.init_from="$RUNS/fp/model.safetensors" quant.cali
 
 # last_field RUN KEY: KEY of the last metrics.jsonl line that has it.
 last_field() {
-    python3 - "$RUNS/$1/metrics.jsonl" "$2" <<'PY'
+    PYTHONPATH="$CLI_DIR" python3 - "$RUNS/$1/metrics.jsonl" "$2" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print([r[sys.argv[2]] for r in rows if sys.argv[2] in r][-1])
@@ -56,21 +56,10 @@ expect_error "kd without a teacher" train 1 "kd.enabled: no teacher"
 # ---- quant.freeze_after: scales move until step 4, then stay; weights keep training ----
 qft_run train "${QAT[@]}" kd.enabled=false quant.freeze_after=4 train.steps=8 train.checkpoint_every=4 run.name=frozen
 expect_ok "QAT with quant.freeze_after=4"
-python3 - "$RUNS/frozen/calibration.safetensors" "$RUNS/frozen/checkpoints/step_00000004.safetensors" \
+PYTHONPATH="$CLI_DIR" python3 - "$RUNS/frozen/calibration.safetensors" "$RUNS/frozen/checkpoints/step_00000004.safetensors" \
     "$RUNS/frozen/checkpoints/step_00000008.safetensors" <<'PY' > "$WORK/freeze.txt"
-import json, struct, sys
-def tensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__" or info["dtype"] != "F32":
-            continue
-        a, b = info["data_offsets"]
-        out[name] = data[a:b]
-    return out
+import sys
+from st_tensors import tensors
 calib, s4, s8 = (tensors(p) for p in sys.argv[1:])
 scales = [k for k in s4 if k.startswith("qft.quant.") and k.endswith(".scale")]
 moved = sum(calib[k[len("qft.quant."):]] != s4[k] for k in scales)

@@ -83,20 +83,9 @@ grep -q "quantizers: calibrated" "$ERR" && pass "QAT calibrated its quantizers b
 QAT_ACC=$(json_field eval_accuracy)
 QAT_LOSS=$(json_field eval_loss)
 cp "$RUNS/qat/checkpoints/step_00000006.safetensors" "$WORK/straight.safetensors"
-python3 - "$RUNS/qat/calibration.safetensors" "$WORK/straight.safetensors" <<'PY' && pass "LSQ scales moved away from their calibration" || fail "LSQ scales moved away from their calibration"
-import json, struct, sys
-def tensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__" or info["dtype"] != "F32":
-            continue
-        a, b = info["data_offsets"]
-        out[name] = struct.unpack("<%df" % ((b - a) // 4), data[a:b])
-    return out
+PYTHONPATH="$CLI_DIR" python3 - "$RUNS/qat/calibration.safetensors" "$WORK/straight.safetensors" <<'PY' && pass "LSQ scales moved away from their calibration" || fail "LSQ scales moved away from their calibration"
+import sys
+from st_tensors import tensors
 calib, ckpt = tensors(sys.argv[1]), tensors(sys.argv[2])
 name = "layers.0.fc1.weight.scale"
 sys.exit(0 if calib[name] != ckpt["qft.quant." + name] else 1)
@@ -131,14 +120,11 @@ QUAD='quant.rules=[{pattern: "*.qkv.input", bits: 4, granularity: channel, symme
 qft_run train "${BASE[@]}" "$QUAD" run.name=quad model.init_from="$RUNS/fp/model.safetensors" \
     train.freeze_weights=true quant.calib_batches=2 quant.scale_lr=0.01
 expect_ok "train only the per-channel input scales (train.freeze_weights)"
-python3 - "$RUNS/fp/model.safetensors" "$RUNS/quad/model.safetensors" <<'PY' && pass "train.freeze_weights kept every model parameter" || fail "train.freeze_weights kept every model parameter"
-import json, struct, sys
+PYTHONPATH="$CLI_DIR" python3 - "$RUNS/fp/model.safetensors" "$RUNS/quad/model.safetensors" <<'PY' && pass "train.freeze_weights kept every model parameter" || fail "train.freeze_weights kept every model parameter"
+import sys
+from st_tensors import tensors as _tensors
 def tensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    return {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in header.items() if k != "__metadata__"}
+    return _tensors(path, None)
 a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
 sys.exit(0 if a == b else 1)
 PY
