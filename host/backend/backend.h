@@ -174,6 +174,8 @@ typedef struct qft_backend {
     //   Deliberate difference: torch's per-TENSOR learnable backward takes z = trunc(clamp(z + 0.5)) (z = 0.5 acts
     //   as 1, z = -3 as -2), unlike its own forward; qft uses the forward's z for every layout (torch's
     //   per-channel rule). They agree for z >= 0 except at exact .5.
+    // dinp may be dout itself: then the gradient is masked in place (dinp = dout * mask, WRITTEN, not accumulated;
+    // the same values as accumulating into zeros, up to the sign of zero), which saves the caller a scratch buffer.
     void (*fake_quant_backward)(float *dinp, float *dscale, float *dzero, const float *dout, const float *inp,
                                 const float *scale, const float *zero_point, int rows, int C,
                                 const qft_fq_layout *layout, float grad_factor);

@@ -274,13 +274,15 @@ void qft_qlinear_forward(const qft_backend *be, qft_quant_state *st, qft_quant_s
     be->linear_forward(out, x, qft_site_weight(st, w_site, weight), bias, N, C, OC);
 }
 
-void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site, qft_quant_site *x_site,
-                          float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                          const float *weight, int N, int C, int OC) {
+void qft_qlinear_backward_ex(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site,
+                             qft_quant_site *x_site, float *dinp, int dinp_zeroed, float *dweight, float *dbias,
+                             const float *dout, const float *inp, const float *weight, int N, int C, int OC) {
     int x_active = qft_site_active(st, x_site) && dinp, w_active = qft_site_active(st, w_site) && dweight;
-    // The GEMM gradients go to scratch when a quantizer sits in between (they are dL/dx_hat, dL/dW_hat).
-    float *dx_hat = x_active ? st->scratch_input : dinp, *dw_hat = w_active ? st->scratch_weight : dweight;
-    if (x_active) be->zero(dx_hat, (size_t)N * C * sizeof(float));
+    // The GEMM gradients go to scratch when a quantizer sits in between (they are dL/dx_hat, dL/dW_hat). A zeroed
+    // dinp takes dL/dx_hat itself and the input STE masks it in place: no scratch to clear, no second pass over dinp.
+    float *dx_hat = x_active && !dinp_zeroed ? st->scratch_input : dinp;
+    float *dw_hat = w_active ? st->scratch_weight : dweight;
+    if (dx_hat != dinp) be->zero(dx_hat, (size_t)N * C * sizeof(float));
     if (w_active) be->zero(dw_hat, (size_t)OC * C * sizeof(float));
     const float *x_used = qft_site_active(st, x_site) ? x_site->buffer : inp;
     be->linear_backward(dx_hat, dw_hat, dbias, dout, x_used, qft_site_weight(st, w_site, weight), N, C, OC);
@@ -288,12 +290,15 @@ void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_
     if (w_active) site_ste_backward(st, w_site, dweight, dw_hat, w_site->weight, OC);
 }
 
+void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site, qft_quant_site *x_site,
+                          float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                          const float *weight, int N, int C, int OC) {
+    qft_qlinear_backward_ex(be, st, w_site, x_site, dinp, 0, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
 void qft_site_output_backward(qft_quant_state *st, qft_quant_site *site, float *d, int rows) {
     if (!qft_site_active(st, site)) return;
-    size_t n = (size_t)rows * site->C;
-    st->be->copy(st->scratch_input, d, n * sizeof(float));
-    st->be->zero(d, n * sizeof(float));
-    site_ste_backward(st, site, d, st->scratch_input, site->buffer, rows);
+    site_ste_backward(st, site, d, d, site->buffer, rows);  // in place (fake_quant_backward with dinp == dout)
 }
 
 void qft_quant_clamp_scales(qft_quant_state *st) {

@@ -112,6 +112,11 @@ void qft_qlinear_forward(const qft_backend *be, qft_quant_state *st, qft_quant_s
 void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site, qft_quant_site *x_site,
                           float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *weight, int N, int C, int OC);
+// The same with dinp_zeroed = 1 when the caller knows dinp holds zeros (its only writer is this call): the
+// input site's STE then works in place in dinp (same values, fewer passes over memory).
+void qft_qlinear_backward_ex(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site,
+                             qft_quant_site *x_site, float *dinp, int dinp_zeroed, float *dweight, float *dbias,
+                             const float *dout, const float *inp, const float *weight, int N, int C, int OC);
 // In-place STE for an OUTPUT site: d (dL/dx_hat on entry) becomes dL/dx.
 void qft_site_output_backward(qft_quant_state *st, qft_quant_site *site, float *d, int rows);
 
