@@ -15,6 +15,9 @@ BERT token counts: qft trims every text batch to its longest row, so its per-ste
 varies. --lengths FILE takes the exact per-step row lengths qft uses (from
 benchmarks/qft_batch_lengths.c): step i runs at T = max(lengths_i) with the same padding mask.
 Without it, every step runs at T = --seq-len with no padding.
+
+--qat (vit only): the quantization-aware step, with torch's learnable fake-quant ops on every linear
+(see "QAT mode" below); `MODE=qat benchmarks/run_step_bench.sh` runs it beside qft's QAT step.
 """
 import argparse
 import json

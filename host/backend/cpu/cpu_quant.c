@@ -143,7 +143,25 @@ static inline __attribute__((always_inline)) void fq_learnable_run_body(float *d
             dzero_lanes[lane] += dzero_run[lane];
         }
     }
-    for (size_t i = begin; i < n; i++) {  // tail: < FQ_LANES * FQ_FLOAT_RUN elements, straight to double
+    // Tail: < FQ_LANES * FQ_FLOAT_RUN elements, each term straight to its lane's double (lane (i - begin) % FQ_LANES).
+    // Whole groups of FQ_LANES compute their terms as one vector, then each lane adds its term: the same additions
+    // in the same order as one element at a time (rows of 64, e.g. a per-channel weight of width 64, live here).
+    for (; begin + FQ_LANES <= n; begin += FQ_LANES) {
+        float dscale_terms[FQ_LANES], dzero_terms[FQ_LANES];
+#pragma omp simd
+        for (int lane = 0; lane < FQ_LANES; lane++) {
+            float dx;
+            fq_learnable_terms(inp[begin + lane], dout[begin + lane], p.scale, p.inv_scale, p.zero_point, qmin, qmax,
+                               grad_factor, &dx, &dscale_terms[lane], &dzero_terms[lane]);
+            if (inplace) dinp[begin + lane] = dx;
+            else if (dinp) dinp[begin + lane] += dx;
+        }
+        for (int lane = 0; lane < FQ_LANES; lane++) {
+            dscale_lanes[lane] += dscale_terms[lane];
+            dzero_lanes[lane] += dzero_terms[lane];
+        }
+    }
+    for (size_t i = begin; i < n; i++) {  // last < FQ_LANES elements
         float dx, dscale, dzero;
         fq_learnable_terms(inp[i], dout[i], p.scale, p.inv_scale, p.zero_point, qmin, qmax, grad_factor, &dx, &dscale,
                            &dzero);
