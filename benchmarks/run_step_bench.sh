@@ -200,6 +200,8 @@ run_torch() {  # model rep steps [qat]: outputs torch_<model>_r<rep>.json (torch
 cat /proc/loadavg >"$WORK/loadavg_start"
 ldd "$QFT_BIN" | awk '/blas/ {print $3}' >"$WORK/qft_blas"
 date -u +"%Y-%m-%d %H:%M UTC" >"$WORK/date"
+# the commit measured (and "dirty" when tracked files differ from it), for the report
+echo "$(git rev-parse --short HEAD 2>/dev/null || echo '?')$([[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && echo ' dirty')" >"$WORK/commit"
 for model in $MODELS; do
     if [[ $model == vit ]]; then steps=$VIT_STEPS; else steps=$BERT_STEPS; fi
     (( steps > WARMUP )) || { log "$model: steps ($steps) must exceed WARMUP ($WARMUP)"; exit 1; }

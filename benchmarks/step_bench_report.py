@@ -65,6 +65,17 @@ def sh(cmd):
         return ""
 
 
+def run_commit(workdir):
+    """(short commit, dirty note) recorded by run_step_bench.sh when the runs started; else the tree's now."""
+    path = os.path.join(workdir, "commit")
+    if os.path.exists(path):
+        parts = open(path).read().split()
+        if parts:
+            return parts[0], " (working tree had uncommitted changes)" if len(parts) > 1 else ""
+    commit = sh("git rev-parse --short HEAD") or "?"
+    return commit, " (working tree has uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else ""
+
+
 def cpu_model():
     txt = sh("lscpu")
     get = lambda key: next((l.split(":", 1)[1].strip() for l in txt.splitlines() if l.startswith(key + ":")), "?")
@@ -146,8 +157,7 @@ def report(args):
         notes.append(f"- {SHORT[model]}: {len(reps)} repetitions x {len(qft[reps[0]][1])} timed steps per side; "
                      f"per repetition qft/torch ms (ratio, other processes' share of the machine during the qft/torch run): "
                      + "; ".join(per) + ".")
-    commit = sh("git rev-parse --short HEAD") or "?"
-    dirty = " (working tree has uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else ""
+    commit, dirty = run_commit(w)
     load0, load1 = rd("loadavg_start").split()[:3], rd("loadavg_end").split()[:3]
     bl = list(busy.values())
     busy_txt = (f"other processes' share of the machine during the runs: {min(bl)}-{max(bl)}% "
@@ -222,45 +232,48 @@ def qat_report(args):
     if not reps:
         raise SystemExit(f"no complete QAT repetition in {w}")
     bg = {r: [busy.get(f"{side}_vit_r{r}") for side in sides] for r in reps}
-    quiet = [r for r in reps if all(x is not None and x < QUIET_PCT for x in bg[r])]
-    used = quiet or reps
-    which = f"{len(used)} of {len(reps)}" if quiet else f"all {len(reps)}, **all disturbed**"
-    ms = lambda side: statistics.median(runs[side][r][0] for r in used)
+    is_quiet = lambda side, r: busy.get(f"{side}_vit_r{r}") is not None and busy[f"{side}_vit_r{r}"] < QUIET_PCT
+    quiet = [r for r in reps if all(is_quiet(side, r) for side in sides)]
+
+    def used_for(*run_sides):  # repetitions whose runs of these sides were all undisturbed (all if none was)
+        q = [r for r in reps if all(is_quiet(side, r) for side in run_sides)]
+        return (q, f"{len(q)} of {len(reps)}") if q else (reps, f"all {len(reps)}, **all disturbed**")
+
+    def ms(side):
+        return statistics.median(runs[side][r][0] for r in used_for(side)[0])
 
     def paired(num, den):
         vals = {r: runs[num][r][0] / runs[den][r][0] for r in reps}
+        used, which = used_for(num, den)
         u = [vals[r] for r in used]
-        return vals, statistics.median(u), min(u), max(u)
+        return vals, statistics.median(u), min(u), max(u), which
 
     qat_fp = paired("qftqat", "qft")
     qat_torch = paired("qftqat", "torchqat")
     fp_torch = paired("qft", "torch")
     torch_qat_fp = paired("torchqat", "torch")
     verdict = lambda x, t: "met" if x <= t else "**missed**"
-    commit = sh("git rev-parse --short HEAD") or "?"
-    dirty = " (working tree has uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else ""
+    commit, dirty = run_commit(w)
     load0, load1 = rd("loadavg_start").split()[:3], rd("loadavg_end").split()[:3]
     bl = list(busy.values())
     busy_txt = (f"other processes' share of the machine during the runs: {min(bl)}-{max(bl)}% "
                 f"(median {statistics.median(bl):g}%)" if bl else "")
     blas_txt = ", ".join(sorted(short_lib(b) for b in blas)) or "?"
     qft_blas = ", ".join(short_lib(x) for x in rd("qft_blas").split()) or "?"
-    rng = lambda v: f"**{v[1]:.2f}x** ({v[2]:.2f}-{v[3]:.2f})"
+    rng = lambda v: f"**{v[1]:.2f}x** ({v[2]:.2f}-{v[3]:.2f}; {v[4]})"
     per = []
     for r in reps:
         b = bg[r]
         others = "/".join("?" if x is None else f"{x}%" for x in b)
         per.append(f"{'/'.join(fmt(runs[side][r][0]) for side in sides)} "
-                   f"(QAT/FP {qat_fp[0][r]:.2f}, vs torch QAT {qat_torch[0][r]:.2f}; others {others}"
-                   f"{'' if r in quiet else ', disturbed'})")
+                   f"(QAT/FP {qat_fp[0][r]:.2f}, vs torch QAT {qat_torch[0][r]:.2f}; others {others})")
     lines = [
         f"Measured {rd('date')} with `{args.command}` (from the repository root).",
         "",
         f"- CPU: {cpu_model()}; every run uses **{threads} threads**.",
         f"- Load average (1/5/15 min) at start {' '.join(load0)}, at end {' '.join(load1)}"
         + (f"; {busy_txt}" if busy_txt else "") + "."
-        + (" **Some runs shared the cores with other processes: see the notes.**" if len(used) < len(reps) or not quiet
-           else ""),
+        + (" **Some runs shared the cores with other processes: see the notes.**" if len(quiet) < len(reps) else ""),
         f"- Environment of every run: `{args.env or '(none)'}`"
         + (f"; torch also `{args.torch_env}`" if args.torch_env else "") + ".",
         f"- PyTorch {torch_ver} (Debian, `/usr/bin/python3`), BLAS in the process: {blas_txt}; torch 1024^3 float32 "
@@ -271,12 +284,12 @@ def qat_report(args):
         f"`bench_torch_step.py --qat`, torch's learnable fake-quant ops on the same sites ({qparams} quantizer "
         "parameters on both sides).",
         "",
-        "| | FP ms/step | QAT ms/step | QAT / FP (range) |",
+        "| | FP ms/step | QAT ms/step | QAT / FP (range; repetitions used) |",
         "|---|---:|---:|---:|",
         f"| qft | {fmt(ms('qft'))} | {fmt(ms('qftqat'))} | {rng(qat_fp)} |",
         f"| PyTorch | {fmt(ms('torch'))} | {fmt(ms('torchqat'))} | {rng(torch_qat_fp)} |",
         "",
-        "| ratio (median of paired per-repetition ratios, range; repetitions used: " + which + ") | value | target |",
+        "| ratio (median of the paired per-repetition ratios; range; repetitions used) | value | target |",
         "|---|---:|---|",
         f"| qft QAT / qft FP | {rng(qat_fp)} | <= {QAT_TARGETS['qat_fp']:.2f}x ({verdict(qat_fp[1], QAT_TARGETS['qat_fp'])}) |",
         f"| qft QAT / torch QAT | {rng(qat_torch)} | <= {QAT_TARGETS['qat_torch']:.1f}x "
@@ -288,13 +301,14 @@ def qat_report(args):
         "step and is not timed. Each repetition runs the four processes back to back, in an order rotated by one "
         "per repetition. ms/step: median over the used repetitions of each run's median step (warmup steps "
         "dropped). Used = repetitions where other processes stayed below "
-        f"{QUIET_PCT}% of the machine during all four runs, or all when none did. "
+        f"{QUIET_PCT}% of the machine during the run(s) concerned (for a ratio: both of its runs), or all when "
+        "none did. "
         f"Peak RSS MB (max over runs): qft FP {fmt(max(runs['qft'][r][2] for r in reps), 0)}, "
         f"qft QAT {fmt(max(runs['qftqat'][r][2] for r in reps), 0)}, torch FP "
         f"{fmt(max(runs['torch'][r][2] for r in reps), 0)}, torch QAT {fmt(max(runs['torchqat'][r][2] for r in reps), 0)}.",
         f"- {len(reps)} repetitions x {len(runs['qft'][reps[0]][1])} timed steps per run; per repetition qft FP / "
-        "qft QAT / torch FP / torch QAT ms (ratios; other processes' share of the machine during each run): "
-        + "; ".join(per) + ".",
+        "qft QAT / torch FP / torch QAT ms (ratios; other processes' share of the machine during each run, "
+        f"a run at >= {QUIET_PCT}% being disturbed): " + "; ".join(per) + ".",
     ]
     print("\n".join(lines))
 
