@@ -61,6 +61,9 @@ typedef struct qft_backend {
                            int N, int C, int OC);
     void (*linear_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
                             const float *inp, const float *weight, int N, int C, int OC);
+    // dinp[N,C] = dout[N,OC] @ weight[OC,C], WRITTEN (dinp's old contents are ignored): the input gradient of
+    // linear_backward without zeroing dinp first (the same values as accumulating into zeros).
+    void (*linear_backward_input)(float *dinp, const float *dout, const float *weight, int N, int C, int OC);
 
     // ---- layernorm over the last dim; saves mean[N] and rstd[N] for backward ----
     void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,

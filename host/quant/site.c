@@ -275,18 +275,25 @@ void qft_qlinear_forward(const qft_backend *be, qft_quant_state *st, qft_quant_s
 }
 
 void qft_qlinear_backward_ex(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site,
-                             qft_quant_site *x_site, float *dinp, int dinp_zeroed, float *dweight, float *dbias,
+                             qft_quant_site *x_site, float *dinp, int dinp_write, float *dweight, float *dbias,
                              const float *dout, const float *inp, const float *weight, int N, int C, int OC) {
     int x_active = qft_site_active(st, x_site) && dinp, w_active = qft_site_active(st, w_site) && dweight;
-    // The GEMM gradients go to scratch when a quantizer sits in between (they are dL/dx_hat, dL/dW_hat). A zeroed
-    // dinp takes dL/dx_hat itself and the input STE masks it in place: no scratch to clear, no second pass over dinp.
-    float *dx_hat = x_active && !dinp_zeroed ? st->scratch_input : dinp;
+    // The GEMM gradients go to scratch when a quantizer sits in between (they are dL/dx_hat, dL/dW_hat).
     float *dw_hat = w_active ? st->scratch_weight : dweight;
-    if (dx_hat != dinp) be->zero(dx_hat, (size_t)N * C * sizeof(float));
     if (w_active) be->zero(dw_hat, (size_t)OC * C * sizeof(float));
     const float *x_used = qft_site_active(st, x_site) ? x_site->buffer : inp;
-    be->linear_backward(dx_hat, dw_hat, dbias, dout, x_used, qft_site_weight(st, w_site, weight), N, C, OC);
-    if (x_active) site_ste_backward(st, x_site, dinp, dx_hat, inp, N);
+    const float *w_used = qft_site_weight(st, w_site, weight);
+    if (dinp && dinp_write) {
+        // dL/dx_hat written straight into dinp, then masked there by the input STE: no zeroing, no scratch.
+        be->linear_backward_input(dinp, dout, w_used, N, C, OC);
+        be->linear_backward(NULL, dw_hat, dbias, dout, x_used, w_used, N, C, OC);
+        if (x_active) site_ste_backward(st, x_site, dinp, dinp, inp, N);
+    } else {
+        float *dx_hat = x_active ? st->scratch_input : dinp;
+        if (x_active) be->zero(dx_hat, (size_t)N * C * sizeof(float));
+        be->linear_backward(dx_hat, dw_hat, dbias, dout, x_used, w_used, N, C, OC);
+        if (x_active) site_ste_backward(st, x_site, dinp, dx_hat, inp, N);
+    }
     if (w_active) site_ste_backward(st, w_site, dweight, dw_hat, w_site->weight, OC);
 }
 
