@@ -15,9 +15,13 @@ BERT token counts: qft trims every text batch to its longest row, so its per-ste
 varies. --lengths FILE takes the exact per-step row lengths qft uses (from
 benchmarks/qft_batch_lengths.c): step i runs at T = max(lengths_i) with the same padding mask.
 Without it, every step runs at T = --seq-len with no padding.
+
+--qat (vit only): the quantization-aware step, with torch's learnable fake-quant ops on every linear
+(see "QAT mode" below); `MODE=qat benchmarks/run_step_bench.sh` runs it beside qft's QAT step.
 """
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -29,7 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "oracle"))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402,F401
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 import models  # noqa: E402  (tests/oracle/models.py)
 
@@ -63,6 +68,104 @@ def sgemm_gflops(n=1024, reps=10):
     return 2.0 * n ** 3 / statistics.median(times) / 1e9
 
 
+# ---- QAT mode (--qat): learnable fake quantizers on every linear, as qft's LSQ / LSQ+ sites ----
+#
+# Mirrors qft's rules  {pattern: "*.weight", bits: 8, granularity: channel, learn: lsq}  and
+# {pattern: "*.input", bits: 8, symmetric: false, signed: false, learn: lsq_plus}  on the ViT:
+#  - weights: torch._fake_quantize_learnable_per_channel_affine over the output channels, int8 signed
+#    symmetric ([-128, 127], zero point 0, not learned), grad_factor 1/sqrt(in_features * 127) (LSQ: N =
+#    elements per quantizer group, Qp = 127), learnable scale per channel;
+#  - inputs: torch._fake_quantize_learnable_per_tensor_affine, uint8 asymmetric ([0, 255]), learnable scale
+#    and zero point (LSQ+), grad_factor 1/sqrt(numel * 255);
+#  - sites: patch embedding (conv weight per output channel; its input = the pixels, the same elements as
+#    qft's patch matrix), every layer's q/k/v (one input quantizer shared by the three, as qft's fused qkv
+#    has one input site; per-channel weights of q, k, v = per channel of the fused [3D, D] weight), attention
+#    output projection, fc1, fc2, and the classifier;
+#  - scales start from a min/max calibration on the first batch (untimed), like qft's calibration; the
+#    quantizer parameters train with AdamW at the same lr without weight decay, and scales are clamped to
+#    >= 2^-23 after each step (qft_quant_clamp_scales).
+W_QMIN, W_QMAX, X_QMIN, X_QMAX = -128, 127, 0, 255
+MIN_SCALE = 2.0 ** -23
+
+
+class InputQuant(nn.Module):
+    """Per-tensor LSQ+ input quantizer."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.zero_point = nn.Parameter(torch.zeros(1))
+        self.calibrating = False
+
+    def forward(self, x):
+        if self.calibrating:
+            lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+            s = max((hi - lo) / (X_QMAX - X_QMIN), MIN_SCALE)
+            with torch.no_grad():
+                self.scale.fill_(s)
+                self.zero_point.fill_(float(min(max(X_QMIN - round(lo / s), X_QMIN), X_QMAX)))
+            return x
+        gf = 1.0 / math.sqrt(x.numel() * X_QMAX)
+        return torch._fake_quantize_learnable_per_tensor_affine(x, self.scale, self.zero_point, X_QMIN, X_QMAX, gf)
+
+
+class QuantLinear(nn.Module):
+    """Wraps an nn.Linear / nn.Conv2d: per-output-channel LSQ weight quantizer, optional input quantizer."""
+
+    def __init__(self, inner, input_quant=True):
+        super().__init__()
+        self.inner = inner
+        oc = inner.weight.shape[0]
+        self.w_scale = nn.Parameter(torch.ones(oc))
+        self.register_buffer("w_zero", torch.zeros(oc))  # symmetric: z = 0, not learned
+        self.iq = InputQuant() if input_quant else None
+        self.w_grad_factor = 1.0 / math.sqrt(inner.weight[0].numel() * W_QMAX)
+        self.calibrating = False
+
+    def forward(self, x):
+        w = self.inner.weight
+        if self.calibrating:
+            with torch.no_grad():
+                amax = w.detach().reshape(w.shape[0], -1).abs().amax(dim=1)
+                self.w_scale.copy_(torch.clamp(amax / ((W_QMAX - W_QMIN) / 2), min=MIN_SCALE))
+        if self.iq is not None:
+            x = self.iq(x)
+        if not self.calibrating:
+            w = torch._fake_quantize_learnable_per_channel_affine(w, self.w_scale, self.w_zero, 0, W_QMIN, W_QMAX,
+                                                                  self.w_grad_factor)
+        if isinstance(self.inner, nn.Conv2d):
+            return F.conv2d(x, w, self.inner.bias, self.inner.stride, self.inner.padding)
+        return F.linear(x, w, self.inner.bias)
+
+
+def quantize_vit(model):
+    """Puts QAT quantizers on every linear of tests/oracle/models.py's ViT (in place)."""
+    vit = model.vit
+    pe = vit.embeddings.patch_embeddings
+    pe.projection = QuantLinear(pe.projection)
+    for layer in vit.encoder.layer:
+        attn = layer.attention.attention
+        for name in ("query", "key", "value"):
+            setattr(attn, name, QuantLinear(getattr(attn, name), input_quant=False))
+        attn.qkv_iq = InputQuant()
+        attn.forward = (lambda a, f: lambda h, extended_mask=None: f(a.qkv_iq(h), extended_mask))(
+            attn, attn.forward)
+        layer.attention.output.dense = QuantLinear(layer.attention.output.dense)
+        layer.intermediate.dense = QuantLinear(layer.intermediate.dense)
+        layer.output.dense = QuantLinear(layer.output.dense)
+    model.classifier = QuantLinear(model.classifier)
+
+
+def set_calibrating(model, on):
+    for m in model.modules():
+        if isinstance(m, (InputQuant, QuantLinear)):
+            m.calibrating = on
+
+
+def quant_parameters(model):
+    return [p for n, p in model.named_parameters() if n.endswith(("scale", "zero_point", "w_scale"))]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["vit", "bert"], required=True)
@@ -89,6 +192,8 @@ def main():
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--foreach", choices=["default", "on", "off"], default="default",
                    help="AdamW foreach implementation (default: torch's choice)")
+    p.add_argument("--qat", action="store_true",
+                   help="vit only: learnable fake quantizers on every linear (see QAT mode above)")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -113,7 +218,19 @@ def main():
     opt_kw = dict(lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay)
     if args.foreach != "default":
         opt_kw["foreach"] = args.foreach == "on"
-    opt = torch.optim.AdamW(model.parameters(), **opt_kw)
+    qparams = []
+    if args.qat:
+        if args.model != "vit":
+            sys.exit("--qat: vit only")
+        quantize_vit(model)
+        qparams = quant_parameters(model)
+        qids = {id(p) for p in qparams}
+        groups = [dict(params=[p for p in model.parameters() if id(p) not in qids]),
+                  dict(params=qparams, weight_decay=0.0)]
+        opt = torch.optim.AdamW(groups, **opt_kw)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), **opt_kw)
+    qscales = [p for n, p in model.named_parameters() if n.endswith("scale")]
 
     total = args.warmup + args.steps
     g = torch.Generator().manual_seed(args.seed)
@@ -154,6 +271,12 @@ def main():
             batches.append(dict(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=y))
             step_T.append(T)
 
+    if args.qat:  # min/max calibration of every quantizer on the first batch (untimed)
+        set_calibrating(model, True)
+        with torch.no_grad():
+            model(**batches[0])
+        set_calibrating(model, False)
+
     times_ms = []
     cpu_ms = []
     for i, batch in enumerate(batches):
@@ -163,6 +286,10 @@ def main():
         out = model(**batch)
         out["loss"].backward()
         opt.step()
+        if qscales:
+            with torch.no_grad():
+                for sc in qscales:
+                    sc.clamp_(min=MIN_SCALE)
         c1 = time.process_time()
         t1 = time.perf_counter()
         if i >= args.warmup:
@@ -198,6 +325,9 @@ def main():
         "blas_libraries_mapped": libs,
         "openblas": any("openblas" in x for x in libs),
         "adamw_foreach": args.foreach,
+        "qat": args.qat,
+        "quant_params": sum(p.numel() for p in qparams),
+        "final_loss": float(out["loss"]),
     }
     print(json.dumps(result))
 

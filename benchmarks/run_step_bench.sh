@@ -3,6 +3,7 @@
 #
 #   benchmarks/run_step_bench.sh            # build if needed, run both sides, print a Markdown report
 #   benchmarks/run_step_bench.sh --write    # ... and also replace the marked section of benchmarks/RESULTS.md
+#   MODE=qat benchmarks/run_step_bench.sh [--write]   # QAT step of the demo ViT (below; its own section)
 #
 # Models: the demo ViT (qft's default config) and "BERT-base-sized layers" (2 layers of BERT-base
 # width). Same threads, batch, dims, float32, dropout 0, AdamW, no gradient clipping on either side.
@@ -37,6 +38,14 @@
 #                  other processes' share is measured too (/proc/stat busy time minus the run's own
 #                  CPU time); repetitions where it reached 10% in either run are "disturbed" and
 #                  left out of the headline ratio when undisturbed ones exist.
+#   MODE           [fp] fp = the float32 step (above). qat = quantization-aware training of the demo ViT
+#                  (MODELS is ignored): learnable int8 quantizers on every linear, qft rules QAT_RULES
+#                  below (per-output-channel LSQ weights, per-tensor LSQ+ inputs: 36 sites) against torch's
+#                  learnable fake-quant ops on the same sites (bench_torch_step.py --qat). Each repetition
+#                  runs four processes back to back, in an order rotated per repetition: qft FP, qft QAT,
+#                  torch FP, torch QAT. Reported: qft QAT / qft FP (target <= 1.15x) and qft QAT / torch QAT
+#                  (target <= 0.5x), each the median of the per-repetition paired ratios with their range;
+#                  torch QAT / torch FP for context. --write replaces the qat-step-bench section of RESULTS.md.
 # *_STEPS are qft steps per run, warmup included; torch runs WARMUP untimed + (STEPS - WARMUP) timed.
 set -euo pipefail
 
@@ -56,6 +65,14 @@ QFT_BUILD_DIR=${QFT_BUILD_DIR:-build-bench}
 BENCH_ENV=${BENCH_ENV-}
 WAIT_QUIET=${WAIT_QUIET:-60}
 TORCH_BLAS=${TORCH_BLAS:-openmp}
+MODE=${MODE:-fp}
+case $MODE in
+    fp) ;;
+    qat) MODELS=vit ;;
+    *) echo "[step-bench] MODE must be fp or qat" >&2; exit 1 ;;
+esac
+# The QAT rules (qft side; bench_torch_step.py --qat puts the same quantizers on the same sites).
+QAT_RULES='quant.rules=[{pattern: "*.weight", bits: 8, granularity: channel, learn: lsq}, {pattern: "*.input", bits: 8, symmetric: false, signed: false, learn: lsq_plus}]'
 REPORT_PY=$(command -v python3 || echo "$TORCH_PY")
 
 if [[ -n "${KEEP_DIR:-}" ]]; then
@@ -157,29 +174,34 @@ BERT_TORCH=(--model bert --batch 8 --hidden 768 --layers 2 --heads 12 --intermed
 QFT_COMMON=(train.warmup_steps=0 train.grad_clip=0 data.eval_limit=1 train.log_every=1
             train.resume=never run.threads=$THREADS)
 
-run_qft() {  # model rep steps
-    local model=$1 rep=$2 steps=$3 name="${1}_r${2}" extra
+run_qft() {  # model rep steps [qat]: outputs qft_<model>_r<rep>.* (qftqat_... with qat)
+    local model=$1 rep=$2 steps=$3 qat=${4:-} name="${1}_r${2}" side=qft extra
     if [[ $model == vit ]]; then extra=("${VIT_QFT[@]}"); else extra=("${BERT_QFT[@]}"); fi
-    log "qft   $model rep $rep ($steps steps)"
-    measured "qft_$name" "${RUN_ENV[@]}" "$QFT_BIN" train run.dir="$WORK/runs" run.name="$name" train.steps="$steps" \
-        "${QFT_COMMON[@]}" "${extra[@]}" >"$WORK/qft_$name.out" 2>"$WORK/qft_$name.err" \
-        || { cat "$WORK/qft_$name.err" >&2; exit 1; }
-    cp "$WORK/runs/$name/metrics.jsonl" "$WORK/qft_$name.metrics.jsonl"
+    # QAT: the quantizers start from a calibration on quant.calib_batches batches before step 1 (untimed).
+    [[ -n $qat ]] && { extra+=("$QAT_RULES"); side=qftqat; }
+    log "$side $model rep $rep ($steps steps)"
+    measured "${side}_$name" "${RUN_ENV[@]}" "$QFT_BIN" train run.dir="$WORK/runs" run.name="$name" train.steps="$steps" \
+        "${QFT_COMMON[@]}" "${extra[@]}" >"$WORK/${side}_$name.out" 2>"$WORK/${side}_$name.err" \
+        || { cat "$WORK/${side}_$name.err" >&2; exit 1; }
+    cp "$WORK/runs/$name/metrics.jsonl" "$WORK/${side}_$name.metrics.jsonl"
     rm -rf "$WORK/runs/$name"
 }
 
-run_torch() {  # model rep steps
-    local model=$1 rep=$2 steps=$3 name="${1}_r${2}" extra
+run_torch() {  # model rep steps [qat]: outputs torch_<model>_r<rep>.json (torchqat_... with qat)
+    local model=$1 rep=$2 steps=$3 qat=${4:-} name="${1}_r${2}" side=torch extra
     if [[ $model == vit ]]; then extra=("${VIT_TORCH[@]}"); else extra=("${BERT_TORCH[@]}" --lengths "$WORK/bert_lengths.json"); fi
-    log "torch $model rep $rep ($WARMUP + $((steps - WARMUP)) steps)"
-    measured "torch_$name" "${RUN_ENV[@]}" "${TORCH_ENV[@]}" "$TORCH_PY" benchmarks/bench_torch_step.py "${extra[@]}" --threads "$THREADS" \
-        --warmup "$WARMUP" --steps $((steps - WARMUP)) >"$WORK/torch_$name.json" 2>"$WORK/torch_$name.err" \
-        || { cat "$WORK/torch_$name.err" >&2; exit 1; }
+    [[ -n $qat ]] && { extra+=(--qat); side=torchqat; }
+    log "$side $model rep $rep ($WARMUP + $((steps - WARMUP)) steps)"
+    measured "${side}_$name" "${RUN_ENV[@]}" "${TORCH_ENV[@]}" "$TORCH_PY" benchmarks/bench_torch_step.py "${extra[@]}" --threads "$THREADS" \
+        --warmup "$WARMUP" --steps $((steps - WARMUP)) >"$WORK/${side}_$name.json" 2>"$WORK/${side}_$name.err" \
+        || { cat "$WORK/${side}_$name.err" >&2; exit 1; }
 }
 
 cat /proc/loadavg >"$WORK/loadavg_start"
 ldd "$QFT_BIN" | awk '/blas/ {print $3}' >"$WORK/qft_blas"
 date -u +"%Y-%m-%d %H:%M UTC" >"$WORK/date"
+# the commit measured (and "dirty" when tracked files differ from it), for the report
+echo "$(git rev-parse --short HEAD 2>/dev/null || echo '?')$([[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && echo ' dirty')" >"$WORK/commit"
 for model in $MODELS; do
     if [[ $model == vit ]]; then steps=$VIT_STEPS; else steps=$BERT_STEPS; fi
     (( steps > WARMUP )) || { log "$model: steps ($steps) must exceed WARMUP ($WARMUP)"; exit 1; }
@@ -187,7 +209,12 @@ for model in $MODELS; do
         "$LENGTHS_BIN" "$steps" "${BERT_QFT[@]}" >"$WORK/bert_lengths.json"
     fi
     for ((rep = 1; rep <= REPS; rep++)); do
-        if (( rep % 2 )); then
+        if [[ $MODE == qat ]]; then
+            # four runs, the order rotated by one per repetition
+            runs=("run_qft $model $rep $steps qat" "run_qft $model $rep $steps"
+                  "run_torch $model $rep $steps qat" "run_torch $model $rep $steps")
+            for ((k = 0; k < 4; k++)); do ${runs[(k + rep - 1) % 4]}; done
+        elif (( rep % 2 )); then
             run_qft "$model" "$rep" "$steps"; run_torch "$model" "$rep" "$steps"
         else
             run_torch "$model" "$rep" "$steps"; run_qft "$model" "$rep" "$steps"
@@ -204,13 +231,16 @@ for v in THREADS REPS WARMUP VIT_STEPS BERT_STEPS MODELS BENCH_ENV WAIT_QUIET TO
         THREADS) d=2 ;; REPS) d=5 ;; WARMUP) d=3 ;; VIT_STEPS) d=30 ;; BERT_STEPS) d=10 ;; MODELS) d="vit bert" ;;
         BENCH_ENV) d="" ;; WAIT_QUIET) d=60 ;; TORCH_BLAS) d=openmp ;;
     esac
+    [[ $MODE == qat && ( $v == MODELS || $v == BERT_STEPS ) ]] && continue
     [[ "${!v}" != "$d" ]] && CMDLINE="$v='${!v}' $CMDLINE"
 done
+[[ $MODE == qat ]] && CMDLINE="MODE=qat $CMDLINE"
 "$REPORT_PY" benchmarks/step_bench_report.py "$WORK" --warmup "$WARMUP" --models "$MODELS" \
-    --command "$CMDLINE" --qft-bin "$QFT_BIN" --env "${RUN_ENV[*]:1}" --torch-env "${TORCH_ENV[*]}" >"$WORK/report.md"
+    --command "$CMDLINE" --qft-bin "$QFT_BIN" --env "${RUN_ENV[*]:1}" --torch-env "${TORCH_ENV[*]}" \
+    --mode "$MODE" --qat-rules "${QAT_RULES#quant.rules=}" >"$WORK/report.md"
 cat "$WORK/report.md"
 if (( WRITE )); then
-    "$REPORT_PY" benchmarks/step_bench_report.py --splice benchmarks/RESULTS.md "$WORK/report.md"
+    "$REPORT_PY" benchmarks/step_bench_report.py --splice benchmarks/RESULTS.md "$WORK/report.md" --mode "$MODE"
     log "updated benchmarks/RESULTS.md"
 fi
 [[ -n "${KEEP_DIR:-}" ]] && log "raw outputs in $WORK"

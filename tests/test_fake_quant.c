@@ -315,6 +315,21 @@ static void check_large_layout(const shape_case *sc) {
               "%s: results change with %d threads", sc->name, threads);
     }
     omp_set_num_threads(saved);
+
+    // In place (dinp == dout, as qft_qlinear_backward_ex and output sites use it): the masked gradient replaces
+    // dout, equal to accumulating into zeros (up to the sign of zero); the scale / zero-point sums keep their bits.
+    size_t wrong_inplace_ste = 0, wrong_inplace_dx = 0;
+    memcpy(dx1, dout, n * sizeof(float));
+    backend->fake_quant_backward(dx1, NULL, NULL, dx1, x, scale, zero_point, rows, C, &layout, gf);
+    for (size_t i = 0; i < n; i++) wrong_inplace_ste += dx1[i] != ste[i];
+    memcpy(dx1, dout, n * sizeof(float));
+    memset(ds1, 0, K * sizeof(float)), memset(dz1, 0, K * sizeof(float));
+    backend->fake_quant_backward(dx1, ds1, dz1, dx1, x, scale, zero_point, rows, C, &layout, gf);
+    for (size_t i = 0; i < n; i++) wrong_inplace_dx += dx1[i] != dx[i];
+    CHECK(wrong_inplace_ste == 0 && wrong_inplace_dx == 0 && !memcmp(ds1, dscale, K * sizeof(float)) &&
+              !memcmp(dz1, dzero, K * sizeof(float)),
+          "%s: in-place backward differs (STE %zu, learnable dx %zu elements, or the sums)", sc->name,
+          wrong_inplace_ste, wrong_inplace_dx);
     free(column_group), free(scale), free(zero_point), free(x), free(dout), free(out), free(dx), free(dscale);
     free(dzero), free(ste), free(ref_ds), free(ref_dz), free(abs_ds), free(abs_dz), free(out1), free(dx1);
     free(ds1), free(dz1);

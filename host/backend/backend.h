@@ -70,6 +70,9 @@ typedef struct qft_backend {
                            int N, int C, int OC);
     void (*linear_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
                             const float *inp, const float *weight, int N, int C, int OC);
+    // dinp[N,C] = dout[N,OC] @ weight[OC,C], WRITTEN (dinp's old contents are ignored): the input gradient of
+    // linear_backward without zeroing dinp first (the same values as accumulating into zeros).
+    void (*linear_backward_input)(float *dinp, const float *dout, const float *weight, int N, int C, int OC);
 
     // ---- layernorm over the last dim; saves mean[N] and rstd[N] for backward ----
     void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
@@ -193,6 +196,8 @@ typedef struct qft_backend {
     //   Deliberate difference: torch's per-TENSOR learnable backward takes z = trunc(clamp(z + 0.5)) (z = 0.5 acts
     //   as 1, z = -3 as -2), unlike its own forward; qft uses the forward's z for every layout (torch's
     //   per-channel rule). They agree for z >= 0 except at exact .5.
+    // dinp may be dout itself: then the gradient is masked in place (dinp = dout * mask, WRITTEN, not accumulated;
+    // the same values as accumulating into zeros, up to the sign of zero), which saves the caller a scratch buffer.
     void (*fake_quant_backward)(float *dinp, float *dscale, float *dzero, const float *dout, const float *inp,
                                 const float *scale, const float *zero_point, int rows, int C,
                                 const qft_fq_layout *layout, float grad_factor);

@@ -82,38 +82,39 @@ static void attention_block_forward(const qft_backend *be, const qft_layer_shape
     projection_forward(be, s, p, a, a->attn, s->B * s->T);
 }
 
-// Output projection backward over `rows` rows: d_proj -> d_attn (accumulated; zeroed by the caller).
+// Output projection backward over `rows` rows: d_proj -> d_attn (written; the caller need not zero it).
 static void projection_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
                                 const qft_layer_params *g, const float *attn, qft_layer_scratch *sc,
                                 const float *d_proj, float *d_attn, int rows) {
     int D = s->D;
     const float *d_proj_pre = maybe_dropout_backward(be, s, d_proj, sc->d_tmp, (size_t)rows * D, STREAM_ATTN_PROJ);
-    qft_qlinear_backward(be, s->quant, SITE(s, proj_w), SITE(s, proj_in), d_attn, g->o_w, g->o_b, d_proj_pre, attn,
-                         p->o_w, rows, D, D);
+    qft_qlinear_backward_ex(be, s->quant, SITE(s, proj_w), SITE(s, proj_in), d_attn, 1, g->o_w, g->o_b, d_proj_pre,
+                            attn, p->o_w, rows, D, D);
 }
 
-// Attention core backward from d_attn ([B, queries, D]); accumulates dL/dx_in into d_x_in.
+// Attention core backward from d_attn ([B, queries, D]); accumulates dL/dx_in into d_x_in, or writes it when
+// d_x_in_write (its old contents ignored: no zeroing, and a quantized input masks its gradient in place).
 static void attention_core_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
                                     const qft_layer_params *g, const qft_layer_acts *a, const float *x_in,
-                                    qft_layer_scratch *sc, const float *d_attn, int queries, float *d_x_in) {
+                                    qft_layer_scratch *sc, const float *d_attn, int queries, float *d_x_in,
+                                    int d_x_in_write) {
     int N = s->B * s->T, D = s->D, HS = D / s->NH;
     be->zero(sc->d_qkv, 3 * (size_t)N * D * sizeof(float));
     qft_prob_quant storage;
     const qft_prob_quant *pq = qft_site_probs(s->quant, SITE(s, probs), &storage);
     be->attention_backward(sc->d_qkv, sc->d_qkv + D, sc->d_qkv + 2 * D, d_attn, a->probs, a->qkv, a->qkv + D,
                            a->qkv + 2 * D, 3 * D, s->B, s->T, queries, s->NH, HS, 1.0f / sqrtf((float)HS), pq);
-    qft_qlinear_backward(be, s->quant, SITE(s, qkv_w), SITE(s, qkv_in), d_x_in, g->qkv_w, g->qkv_b, sc->d_qkv, x_in,
-                         p->qkv_w, N, D, 3 * D);
+    qft_qlinear_backward_ex(be, s->quant, SITE(s, qkv_w), SITE(s, qkv_in), d_x_in, d_x_in_write, g->qkv_w, g->qkv_b,
+                            sc->d_qkv, x_in, p->qkv_w, N, D, 3 * D);
 }
 
 // d_proj: gradient at the attention block's output; accumulates dL/dx_in into d_x_in.
 static void attention_block_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
                                      const qft_layer_params *g, const qft_layer_acts *a, const float *x_in,
-                                     qft_layer_scratch *sc, const float *d_proj, float *d_x_in) {
+                                     qft_layer_scratch *sc, const float *d_proj, float *d_x_in, int d_x_in_write) {
     int N = s->B * s->T;
-    be->zero(sc->d_attn, (size_t)N * s->D * sizeof(float));
     projection_backward(be, s, p, g, a->attn, sc, d_proj, sc->d_attn, N);
-    attention_core_backward(be, s, p, g, a, x_in, sc, sc->d_attn, s->T, d_x_in);
+    attention_core_backward(be, s, p, g, a, x_in, sc, sc->d_attn, s->T, d_x_in, d_x_in_write);
 }
 
 // mlp(x_in) -> a->fc2 (after dropout).
@@ -128,17 +129,16 @@ static void mlp_block_forward(const qft_backend *be, const qft_layer_shape *s, c
 
 static void mlp_block_backward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
                                const qft_layer_params *g, const qft_layer_acts *a, const float *x_in,
-                               qft_layer_scratch *sc, const float *d_out, float *d_x_in) {
+                               qft_layer_scratch *sc, const float *d_out, float *d_x_in, int d_x_in_write) {
     int N = s->B * s->T, D = s->D, F = s->F;
     size_t nf = (size_t)N * F;
     const float *d_fc2 = maybe_dropout_backward(be, s, d_out, sc->d_tmp, (size_t)N * D, STREAM_MLP_OUT);
-    be->zero(sc->d_gelu, nf * sizeof(float));
-    qft_qlinear_backward(be, s->quant, SITE(s, fc2_w), SITE(s, fc2_in), sc->d_gelu, g->fc2_w, g->fc2_b, d_fc2, a->gelu,
-                         p->fc2_w, N, F, D);
+    qft_qlinear_backward_ex(be, s->quant, SITE(s, fc2_w), SITE(s, fc2_in), sc->d_gelu, 1, g->fc2_w, g->fc2_b, d_fc2,
+                            a->gelu, p->fc2_w, N, F, D);
     be->zero(sc->d_fc1, nf * sizeof(float));
     be->gelu_backward(sc->d_fc1, a->fc1, sc->d_gelu, nf, s->gelu);
-    qft_qlinear_backward(be, s->quant, SITE(s, fc1_w), SITE(s, fc1_in), d_x_in, g->fc1_w, g->fc1_b, sc->d_fc1, x_in,
-                         p->fc1_w, N, D, F);
+    qft_qlinear_backward_ex(be, s->quant, SITE(s, fc1_w), SITE(s, fc1_in), d_x_in, d_x_in_write, g->fc1_w, g->fc1_b,
+                            sc->d_fc1, x_in, p->fc1_w, N, D, F);
 }
 
 void qft_encoder_prenorm_forward(const qft_backend *be, const qft_layer_shape *s, const qft_layer_params *p,
@@ -161,20 +161,17 @@ void qft_encoder_prenorm_backward(const qft_backend *be, const qft_layer_shape *
                                   const qft_layer_params *g, const qft_layer_acts *a, const float *x,
                                   qft_layer_scratch *sc, float *d_stream) {
     int N = s->B * s->T, D = s->D;
-    size_t nd = (size_t)N * D;
     // y = h + mlp(LN2(h)): the MLP path reads dL/dy from d_stream before LN2's backward adds its part,
     // after which d_stream holds dL/dh. Quantized stream tensors pass their gradient through the STE
     // once it is complete (qft_site_output_backward; a no-op for disabled sites).
     qft_site_output_backward(s->quant, SITE(s, resid2), d_stream, N);
-    be->zero(sc->d_ln, nd * sizeof(float));
-    mlp_block_backward(be, s, p, g, a, a->ln2_out, sc, d_stream, sc->d_ln);
+    mlp_block_backward(be, s, p, g, a, a->ln2_out, sc, d_stream, sc->d_ln, 1);
     qft_site_output_backward(s->quant, SITE(s, ln2), sc->d_ln, N);
     be->layernorm_backward(d_stream, g->ln2_w, g->ln2_b, sc->d_ln, a->resid1, p->ln2_w, a->ln2_mean, a->ln2_rstd,
                            N, D);
     qft_site_output_backward(s->quant, SITE(s, resid1), d_stream, N);
     // h = x + attn(LN1(x)): same pattern, d_stream ends as dL/dx.
-    be->zero(sc->d_ln, nd * sizeof(float));
-    attention_block_backward(be, s, p, g, a, a->ln1_out, sc, d_stream, sc->d_ln);
+    attention_block_backward(be, s, p, g, a, a->ln1_out, sc, d_stream, sc->d_ln, 1);
     qft_site_output_backward(s->quant, SITE(s, ln1), sc->d_ln, N);
     be->layernorm_backward(d_stream, g->ln1_w, g->ln1_b, sc->d_ln, x, p->ln1_w, a->ln1_mean, a->ln1_rstd, N, D);
 }
@@ -208,14 +205,14 @@ void qft_encoder_postnorm_backward(const qft_backend *be, const qft_layer_shape 
     be->layernorm_backward(d_mid, g->ln2_w, g->ln2_b, d_stream, a->resid2, p->ln2_w, a->ln2_mean, a->ln2_rstd,
                            N, D);
     qft_site_output_backward(s->quant, SITE(s, resid2), d_mid, N);
-    mlp_block_backward(be, s, p, g, a, a->ln1_out, sc, d_mid, d_mid);
+    mlp_block_backward(be, s, p, g, a, a->ln1_out, sc, d_mid, d_mid, 0);
     qft_site_output_backward(s->quant, SITE(s, ln1), d_mid, N);
     // a = LN1(x + attn(x)): d_stream = dL/d(resid1), then the attention path adds into it: dL/dx.
     be->zero(d_stream, nd * sizeof(float));
     be->layernorm_backward(d_stream, g->ln1_w, g->ln1_b, d_mid, a->resid1, p->ln1_w, a->ln1_mean, a->ln1_rstd,
                            N, D);
     qft_site_output_backward(s->quant, SITE(s, resid1), d_stream, N);
-    attention_block_backward(be, s, p, g, a, x, sc, d_stream, d_stream);
+    attention_block_backward(be, s, p, g, a, x, sc, d_stream, d_stream, 0);
 }
 
 // The last ViT layer feeds only its first `keep` tokens to the head (CLS, and DeiT's distillation
@@ -251,21 +248,18 @@ void qft_encoder_prenorm_prefix_backward(const qft_backend *be, const qft_layer_
     kept.T = keep;
     // MLP and LN2 on the kept rows: d_stream (compact) goes from dL/dy to dL/d(resid1).
     qft_site_output_backward(s->quant, SITE(s, resid2), d_stream, rows);
-    be->zero(sc->d_ln, kept_floats * sizeof(float));
-    mlp_block_backward(be, &kept, p, g, a, a->ln2_out, sc, d_stream, sc->d_ln);
+    mlp_block_backward(be, &kept, p, g, a, a->ln2_out, sc, d_stream, sc->d_ln, 1);
     qft_site_output_backward(s->quant, SITE(s, ln2), sc->d_ln, rows);
     be->layernorm_backward(d_stream, g->ln2_w, g->ln2_b, sc->d_ln, a->resid1, p->ln2_w, a->ln2_mean, a->ln2_rstd,
                            rows, D);
     qft_site_output_backward(s->quant, SITE(s, resid1), d_stream, rows);
     // Projection on the kept rows: the attention output gradient of the kept queries.
-    be->zero(sc->d_attn, kept_floats * sizeof(float));
     projection_backward(be, &kept, p, g, a->attn, sc, d_stream, sc->d_attn, rows);
     // The residual: dL/dx gets dL/d(resid1) at the kept rows; d_stream becomes the full [N, D] gradient.
     be->copy(sc->d_stream2, d_stream, kept_floats * sizeof(float));
     be->zero(d_stream, (size_t)N * D * sizeof(float));
     be->select_tokens_backward(d_stream, sc->d_stream2, s->B, s->T, D, 0, keep);
-    be->zero(sc->d_ln, (size_t)N * D * sizeof(float));
-    attention_core_backward(be, s, p, g, a, a->ln1_out, sc, sc->d_attn, keep, sc->d_ln);
+    attention_core_backward(be, s, p, g, a, a->ln1_out, sc, sc->d_attn, keep, sc->d_ln, 1);
     qft_site_output_backward(s->quant, SITE(s, ln1), sc->d_ln, N);
     be->layernorm_backward(d_stream, g->ln1_w, g->ln1_b, sc->d_ln, x, p->ln1_w, a->ln1_mean, a->ln1_rstd, N, D);
 }

@@ -300,31 +300,41 @@ void qft_qlinear_forward(const qft_backend *be, qft_quant_state *st, qft_quant_s
     be->linear_forward(out, x, qft_site_weight(st, w_site, weight), bias, N, C, OC);
 }
 
-void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site, qft_quant_site *x_site,
-                          float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                          const float *weight, int N, int C, int OC) {
+void qft_qlinear_backward_ex(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site,
+                             qft_quant_site *x_site, float *dinp, int dinp_write, float *dweight, float *dbias,
+                             const float *dout, const float *inp, const float *weight, int N, int C, int OC) {
     // A learnable input quantizer needs dL/dx_hat for its own parameters even where the caller wants no
     // input gradient (the patch projection's pixels): dinp = NULL then only skips the STE into dL/dx.
     int x_learns = qft_site_active(st, x_site) && x_site->fmt.learn != QFT_LEARN_NONE;
     int x_active = qft_site_active(st, x_site) && (dinp || x_learns), w_active = qft_site_active(st, w_site) && dweight;
     // The GEMM gradients go to scratch when a quantizer sits in between (they are dL/dx_hat, dL/dW_hat).
-    float *dx_hat = x_active ? st->scratch_input : dinp, *dw_hat = w_active ? st->scratch_weight : dweight;
-    if (x_active) be->zero(dx_hat, (size_t)N * C * sizeof(float));
+    float *dw_hat = w_active ? st->scratch_weight : dweight;
     if (w_active) be->zero(dw_hat, (size_t)OC * C * sizeof(float));
     const float *x_used = qft_site_active(st, x_site) ? x_site->buffer : inp;
-    be->linear_backward(dx_hat, dw_hat, dbias, dout, x_used, qft_site_weight(st, w_site, weight), N, C, OC);
-    if (x_active) site_ste_backward(st, x_site, dinp, dx_hat, inp, N);
+    const float *w_used = qft_site_weight(st, w_site, weight);
+    if (dinp && dinp_write) {
+        // dL/dx_hat written straight into dinp, then masked there by the input STE: no zeroing, no scratch.
+        be->linear_backward_input(dinp, dout, w_used, N, C, OC);
+        be->linear_backward(NULL, dw_hat, dbias, dout, x_used, w_used, N, C, OC);
+        if (x_active) site_ste_backward(st, x_site, dinp, dinp, inp, N);
+    } else {
+        float *dx_hat = x_active ? st->scratch_input : dinp;
+        if (x_active) be->zero(dx_hat, (size_t)N * C * sizeof(float));
+        be->linear_backward(dx_hat, dw_hat, dbias, dout, x_used, w_used, N, C, OC);
+        if (x_active) site_ste_backward(st, x_site, dinp, dx_hat, inp, N);
+    }
     if (w_active) site_ste_backward(st, w_site, dweight, dw_hat, w_site->weight, OC);
     hook_backward(st, x_site, dinp, N);  // dinp now holds this consumer's dL/dx; method losses on x add theirs
 }
 
+void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site, qft_quant_site *x_site,
+                          float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                          const float *weight, int N, int C, int OC) {
+    qft_qlinear_backward_ex(be, st, w_site, x_site, dinp, 0, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
 void qft_site_output_backward(qft_quant_state *st, qft_quant_site *site, float *d, int rows) {
-    if (qft_site_active(st, site)) {
-        size_t n = (size_t)rows * site->C;
-        st->be->copy(st->scratch_input, d, n * sizeof(float));
-        st->be->zero(d, n * sizeof(float));
-        site_ste_backward(st, site, d, st->scratch_input, site->buffer, rows);
-    }
+    if (qft_site_active(st, site)) site_ste_backward(st, site, d, d, site->buffer, rows);  // in place (dinp == dout)
     hook_backward(st, site, d, rows);
 }
 

@@ -131,6 +131,12 @@ void qft_qlinear_forward(const qft_backend *be, qft_quant_state *st, qft_quant_s
 void qft_qlinear_backward(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site, qft_quant_site *x_site,
                           float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *weight, int N, int C, int OC);
+// The same with dinp_write = 1: dinp's old contents are ignored and dL/dinp is WRITTEN (for a buffer this call
+// alone fills; the caller need not zero it). A quantized input's STE then masks the GEMM's dL/dx_hat in place in
+// dinp: no scratch to clear, no second pass over dinp. Same values as accumulating into zeros.
+void qft_qlinear_backward_ex(const qft_backend *be, qft_quant_state *st, qft_quant_site *w_site,
+                             qft_quant_site *x_site, float *dinp, int dinp_zeroed, float *dweight, float *dbias,
+                             const float *dout, const float *inp, const float *weight, int N, int C, int OC);
 // In-place STE for an OUTPUT site: d (dL/dx_hat on entry) becomes dL/dx.
 void qft_site_output_backward(qft_quant_state *st, qft_quant_site *site, float *d, int rows);
 

@@ -12,6 +12,7 @@ static const qft_backend cpu_backend_table = {
     .copy = cpu_copy,
     .linear_forward = cpu_linear_forward,
     .linear_backward = cpu_linear_backward,
+    .linear_backward_input = cpu_linear_backward_input,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
     .gelu_forward = cpu_gelu_forward,

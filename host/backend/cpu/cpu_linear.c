@@ -28,6 +28,16 @@ void cpu_linear_forward(float *out, const float *inp, const float *weight, const
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
 }
 
+void cpu_linear_backward_input(float *dinp, const float *dout, const float *weight, int N, int C, int OC) {
+    if (N <= 0 || C <= 0) return;
+    if (OC <= 0) {
+        memset(dinp, 0, (size_t)N * C * sizeof(float));
+        return;
+    }
+    // dinp[N,C] = dout[N,OC] @ weight[OC,C] (beta = 0: OpenBLAS clears dinp and accumulates as with beta = 1)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 0.0f, dinp, C);
+}
+
 void cpu_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                          const float *weight, int N, int C, int OC) {
     if (N <= 0 || OC <= 0 || C < 0) return;

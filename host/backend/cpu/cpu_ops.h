@@ -86,6 +86,7 @@ void cpu_copy(void *dst, const void *src, size_t bytes);
 
 void cpu_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
                         int OC);
+void cpu_linear_backward_input(float *dinp, const float *dout, const float *weight, int N, int C, int OC);
 void cpu_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                          const float *weight, int N, int C, int OC);
 

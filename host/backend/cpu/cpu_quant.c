@@ -99,8 +99,15 @@ static size_t fq_forward_run(float *out, const float *inp, size_t n, fq_params p
     return bad;
 }
 
+// In place (dinp == dout: the masked gradient replaces dout) or accumulating (dinp += masked dout). Both loops read
+// element i before writing it, so the aliasing is safe; the compiler unswitches the invariant test.
 static void fq_ste_run(float *dinp, const float *dout, const float *inp, size_t n, fq_params p, float qmin,
                        float qmax) {
+    if (dinp == dout) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) dinp[i] = fq_ste(inp[i], dout[i], p.inv_scale, p.zero_point, qmin, qmax);
+        return;
+    }
 #pragma omp simd
     for (size_t i = 0; i < n; i++) dinp[i] += fq_ste(inp[i], dout[i], p.inv_scale, p.zero_point, qmin, qmax);
 }
@@ -109,8 +116,12 @@ static void fq_ste_run(float *dinp, const float *dout, const float *inp, size_t 
 // Sums: each lane adds FQ_FLOAT_RUN terms in float, then the lane's float sum joins a double accumulator. Double
 // adds per element ran at 1/3 of the memory bandwidth; this keeps the error of a sum within
 // FQ_FLOAT_RUN * 2^-24 * sum|terms| (torch adds all terms in float32).
-static void fq_learnable_run(float *dinp, const float *dout, const float *inp, size_t n, fq_params p, float qmin,
-                             float qmax, float grad_factor, double *dscale_sum, double *dzero_sum) {
+// dinp == dout: in place (dinp[i] = masked dout[i], read before written); else accumulating (or NULL).
+static inline __attribute__((always_inline)) void fq_learnable_run_body(float *dinp, const float *dout,
+                                                                        const float *inp, size_t n, fq_params p,
+                                                                        float qmin, float qmax, float grad_factor,
+                                                                        double *dscale_sum, double *dzero_sum,
+                                                                        const int inplace) {
     double dscale_lanes[FQ_LANES] = {0}, dzero_lanes[FQ_LANES] = {0};
     size_t begin = 0;
     for (; begin + FQ_LANES * FQ_FLOAT_RUN <= n; begin += FQ_LANES * FQ_FLOAT_RUN) {
@@ -122,7 +133,8 @@ static void fq_learnable_run(float *dinp, const float *dout, const float *inp, s
                 float dx, dscale, dzero;
                 fq_learnable_terms(inp[base + lane], dout[base + lane], p.scale, p.inv_scale, p.zero_point, qmin, qmax,
                                    grad_factor, &dx, &dscale, &dzero);
-                if (dinp) dinp[base + lane] += dx;
+                if (inplace) dinp[base + lane] = dx;
+                else if (dinp) dinp[base + lane] += dx;
                 dscale_run[lane] += dscale;
                 dzero_run[lane] += dzero;
             }
@@ -132,11 +144,30 @@ static void fq_learnable_run(float *dinp, const float *dout, const float *inp, s
             dzero_lanes[lane] += dzero_run[lane];
         }
     }
-    for (size_t i = begin; i < n; i++) {  // tail: < FQ_LANES * FQ_FLOAT_RUN elements, straight to double
+    // Tail: < FQ_LANES * FQ_FLOAT_RUN elements, each term straight to its lane's double (lane (i - begin) % FQ_LANES).
+    // Whole groups of FQ_LANES compute their terms as one vector, then each lane adds its term: the same additions
+    // in the same order as one element at a time (rows of 64, e.g. a per-channel weight of width 64, live here).
+    for (; begin + FQ_LANES <= n; begin += FQ_LANES) {
+        float dscale_terms[FQ_LANES], dzero_terms[FQ_LANES];
+#pragma omp simd
+        for (int lane = 0; lane < FQ_LANES; lane++) {
+            float dx;
+            fq_learnable_terms(inp[begin + lane], dout[begin + lane], p.scale, p.inv_scale, p.zero_point, qmin, qmax,
+                               grad_factor, &dx, &dscale_terms[lane], &dzero_terms[lane]);
+            if (inplace) dinp[begin + lane] = dx;
+            else if (dinp) dinp[begin + lane] += dx;
+        }
+        for (int lane = 0; lane < FQ_LANES; lane++) {
+            dscale_lanes[lane] += dscale_terms[lane];
+            dzero_lanes[lane] += dzero_terms[lane];
+        }
+    }
+    for (size_t i = begin; i < n; i++) {  // last < FQ_LANES elements
         float dx, dscale, dzero;
         fq_learnable_terms(inp[i], dout[i], p.scale, p.inv_scale, p.zero_point, qmin, qmax, grad_factor, &dx, &dscale,
                            &dzero);
-        if (dinp) dinp[i] += dx;
+        if (inplace) dinp[i] = dx;
+        else if (dinp) dinp[i] += dx;
         dscale_lanes[(i - begin) % FQ_LANES] += dscale;
         dzero_lanes[(i - begin) % FQ_LANES] += dzero;
     }
@@ -147,6 +178,14 @@ static void fq_learnable_run(float *dinp, const float *dout, const float *inp, s
     }
     *dscale_sum = dscale_total;
     *dzero_sum = dzero_total;
+}
+
+static void fq_learnable_run(float *dinp, const float *dout, const float *inp, size_t n, fq_params p, float qmin,
+                             float qmax, float grad_factor, double *dscale_sum, double *dzero_sum) {
+    if (dinp && dinp == dout)
+        fq_learnable_run_body(dinp, dout, inp, n, p, qmin, qmax, grad_factor, dscale_sum, dzero_sum, 1);
+    else
+        fq_learnable_run_body(dinp, dout, inp, n, p, qmin, qmax, grad_factor, dscale_sum, dzero_sum, 0);
 }
 
 static int fq_is_column_map(const qft_fq_layout *layout) {
@@ -256,6 +295,16 @@ static inline __attribute__((always_inline)) unsigned fq_column_rows(float *out,
                                                                      const fq_column_tile *tile, float qmin,
                                                                      float qmax, int backward) {
     unsigned bad = 0;
+    if (backward && out == dout) {  // in place
+#pragma omp simd
+        for (int j = 0; j < width; j++) {
+            const float inv_scale = tile->inv_scale[j], zero_point = tile->zero_point[j];
+            for (int r = 0; r < group; r++)
+                out[r * stride + j] = fq_ste(inp[r * stride + j], dout[r * stride + j], inv_scale, zero_point, qmin,
+                                             qmax);
+        }
+        return 0;
+    }
     if (backward) {
 #pragma omp simd
         for (int j = 0; j < width; j++) {
@@ -319,6 +368,7 @@ static void fq_columns_learnable(float *dinp, float *dscale, float *dzero, const
                                  const qft_fq_layout *layout, float qmin, float qmax, float grad_factor) {
     const int rows_per_block = (rows + FQ_ROW_BLOCKS - 1) / FQ_ROW_BLOCKS;
     const int column_map = layout->axis == QFT_FQ_COLUMN_MAP;
+    const int inplace = dinp && dinp == dout;
     double dscale_group[QFT_FQ_MAX_COLUMN_GROUPS], dzero_group[QFT_FQ_MAX_COLUMN_GROUPS];
     int group_count = 0;
     for (int first_column = 0; first_column < C; first_column += FQ_LEARNABLE_TILE_COLUMNS) {
@@ -346,7 +396,8 @@ static void fq_columns_learnable(float *dinp, float *dscale, float *dzero, const
                         float dx_term, dscale_term, dzero_term;
                         fq_learnable_terms(x[j], g[j], tile.scale[j], tile.inv_scale[j], tile.zero_point[j], qmin,
                                            qmax, grad_factor, &dx_term, &dscale_term, &dzero_term);
-                        if (dx) dx[j] += dx_term;
+                        if (inplace) dx[j] = dx_term;
+                        else if (dx) dx[j] += dx_term;
                         dscale_run[j] += dscale_term;
                         dzero_run[j] += dzero_term;
                     }
