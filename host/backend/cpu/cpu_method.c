@@ -93,18 +93,6 @@ void cpu_outlier_penalty_backward(float *dx, const float *x, size_t n, float mu,
     }
 }
 
-// The quantizer group of element (r, c) (qft_fq_layout).
-static inline size_t group_of(const qft_fq_layout *layout, int r, int c, int C) {
-    switch (layout->axis) {
-    case QFT_FQ_PER_TENSOR: return 0;
-    case QFT_FQ_PER_ROW: return (size_t)r;
-    case QFT_FQ_PER_COLUMN: return (size_t)c;
-    case QFT_FQ_PER_ROW_GROUP: return (size_t)r * (size_t)(C / layout->group_size) + (size_t)(c / layout->group_size);
-    case QFT_FQ_COLUMN_MAP: return (size_t)layout->column_group[c];
-    }
-    return 0;
-}
-
 typedef struct {
     float scale, inv_scale, zero_point, lo, hi;  // lo, hi: the lowest and highest level
 } quant_grid;
@@ -114,7 +102,7 @@ static inline quant_grid grid_at(const float *scale, const float *zero_point, si
     float qmin = (float)layout->qmin, qmax = (float)layout->qmax;
     g.scale = scale[k];
     g.inv_scale = 1.0f / g.scale;  // as fake_quant_forward: 1/s in float
-    g.zero_point = zero_point ? fminf(fmaxf(rintf(zero_point[k]), qmin), qmax) : 0.0f;
+    g.zero_point = cpu_fq_zero_point(zero_point, k, qmin, qmax);
     g.lo = (qmin - g.zero_point) * g.scale;
     g.hi = (qmax - g.zero_point) * g.scale;
     return g;
@@ -130,7 +118,7 @@ size_t cpu_quant_noise_forward(float *out, const float *inp, const float *scale,
         for (int c = 0; c < C; c++) {
             size_t i = (size_t)r * C + c;
             float x = inp[i];
-            quant_grid g = grid_at(scale, zero_point, group_of(layout, r, c, C), layout);
+            quant_grid g = grid_at(scale, zero_point, cpu_fq_group(layout, r, c, C), layout);
             bad += !(fabsf(x) <= FLT_MAX);
             float q = rintf(x * g.inv_scale) + g.zero_point;
             if (!(q >= qmin && q <= qmax)) {  // clipped (or NaN): the quantizer's own output
@@ -173,7 +161,7 @@ size_t cpu_quant_residual(const float *inp, const float *scale, const float *zer
         size_t count = 0;
         for (int c = 0; c < C; c++) {
             float x = inp[(size_t)r * C + c];
-            quant_grid g = grid_at(scale, zero_point, group_of(layout, r, c, C), layout);
+            quant_grid g = grid_at(scale, zero_point, cpu_fq_group(layout, r, c, C), layout);
             float q = rintf(x * g.inv_scale) + g.zero_point;
             if (!(q >= qmin && q <= qmax)) continue;
             double residual = ((double)((q - g.zero_point) * g.scale) - (double)x) / (double)g.scale;

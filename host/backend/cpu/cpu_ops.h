@@ -158,6 +158,25 @@ void cpu_scale(float *x, float factor, size_t n);
 void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                       float beta2, float eps, float weight_decay, int step);
 
+// Shared by the quantizer-aware ops (cpu_quant.c, cpu_method.c, cpu_oscillation.c):
+// the quantizer group of element (r, c) of a [rows, C] tensor under a qft_fq_layout, and the zero
+// point a quantizer uses: rounded half to even and clamped to the grid, as torch's learnable forward
+// does with a raw learnable zero point; integer zero points pass unchanged; NULL = 0.
+static inline size_t cpu_fq_group(const qft_fq_layout *layout, int r, int c, int C) {
+    switch (layout->axis) {
+    case QFT_FQ_PER_TENSOR: return 0;
+    case QFT_FQ_PER_ROW: return (size_t)r;
+    case QFT_FQ_PER_COLUMN: return (size_t)c;
+    case QFT_FQ_PER_ROW_GROUP: return (size_t)r * (size_t)(C / layout->group_size) + (size_t)(c / layout->group_size);
+    case QFT_FQ_COLUMN_MAP: return (size_t)layout->column_group[c];
+    }
+    return 0;
+}
+
+static inline float cpu_fq_zero_point(const float *zero_point, size_t k, float qmin, float qmax) {
+    return zero_point ? fminf(fmaxf(rintf(zero_point[k]), qmin), qmax) : 0.0f;
+}
+
 // Weight oscillation (cpu_oscillation.c); contracts in backend.h.
 double cpu_oscillation_dampen(float *dw, const float *w, const float *scale, const float *zero_point, int rows,
                               int C, const qft_fq_layout *layout, float coef);

@@ -1,25 +1,9 @@
 // Weight-oscillation ops on the CPU (Nagel et al. 2022): the dampening loss and its gradient, the
-// per-weight oscillation tracker with freezing, and the frozen-gradient mask; elementwise over rows.
+// per-weight oscillation tracker with freezing, the frozen-gradient mask and VVTQ's bin regularizer.
 #include <math.h>
 #include <stdint.h>
 
 #include "backend/cpu/cpu_ops.h"
-
-// Index of the quantizer parameters of element (r, c) of a [rows, C] weight.
-static inline size_t param_index(const qft_fq_layout *L, int r, int c, int C) {
-    switch (L->axis) {
-    case QFT_FQ_PER_ROW: return (size_t)r;
-    case QFT_FQ_PER_COLUMN: return (size_t)c;
-    case QFT_FQ_PER_ROW_GROUP: return (size_t)r * (size_t)(C / L->group_size) + (size_t)(c / L->group_size);
-    case QFT_FQ_COLUMN_MAP: return (size_t)L->column_group[c];
-    case QFT_FQ_PER_TENSOR: break;
-    }
-    return 0;
-}
-
-static inline float zero_at(const float *zero_point, size_t k, float qmin, float qmax) {
-    return zero_point ? fminf(fmaxf(rintf(zero_point[k]), qmin), qmax) : 0.0f;
-}
 
 double cpu_oscillation_dampen(float *dw, const float *w, const float *scale, const float *zero_point, int rows,
                               int C, const qft_fq_layout *L, float coef) {
@@ -28,8 +12,8 @@ double cpu_oscillation_dampen(float *dw, const float *w, const float *scale, con
 #pragma omp parallel for schedule(static) reduction(+ : loss) if ((size_t)rows * C > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (int r = 0; r < rows; r++) {
         for (int c = 0; c < C; c++) {
-            size_t k = param_index(L, r, c, C), i = (size_t)r * C + c;
-            float s = scale[k], z = zero_at(zero_point, k, qmin, qmax);
+            size_t k = cpu_fq_group(L, r, c, C), i = (size_t)r * C + c;
+            float s = scale[k], z = cpu_fq_zero_point(zero_point, k, qmin, qmax);
             float lo = s * (qmin - z), hi = s * (qmax - z);
             float x = w[i], clamped = fminf(fmaxf(x, lo), hi);
             float code = fminf(fmaxf(rintf(x * (1.0f / s)) + z, qmin), qmax);
@@ -49,8 +33,8 @@ size_t cpu_oscillation_track(float *w, const float *scale, const float *zero_poi
 #pragma omp parallel for schedule(static) reduction(+ : newly) if ((size_t)rows * C > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (int r = 0; r < rows; r++) {
         for (int c = 0; c < C; c++) {
-            size_t k = param_index(L, r, c, C), i = (size_t)r * C + c;
-            float s = scale[k], z = zero_at(zero_point, k, qmin, qmax);
+            size_t k = cpu_fq_group(L, r, c, C), i = (size_t)r * C + c;
+            float s = scale[k], z = cpu_fq_zero_point(zero_point, k, qmin, qmax);
             if (frozen[i]) {
                 w[i] = s * (rintf(ema[i]) - z);
                 continue;
@@ -122,12 +106,12 @@ double cpu_bin_regularizer(float *dw, const float *w, const float *scale, const 
                            const qft_fq_layout *L, float coef) {
     const float qmin = (float)L->qmin, qmax = (float)L->qmax;
     if (L->axis == QFT_FQ_PER_TENSOR)
-        return bin_regularizer_group(dw, w, (size_t)rows * C, scale[0], zero_at(zero_point, 0, qmin, qmax), qmin,
+        return bin_regularizer_group(dw, w, (size_t)rows * C, scale[0], cpu_fq_zero_point(zero_point, 0, qmin, qmax), qmin,
                                      qmax, coef);
     double loss = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : loss) if ((size_t)rows * C > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (int r = 0; r < rows; r++)
         loss += bin_regularizer_group(dw ? dw + (size_t)r * C : NULL, w + (size_t)r * C, (size_t)C, scale[r],
-                                      zero_at(zero_point, (size_t)r, qmin, qmax), qmin, qmax, coef);
+                                      cpu_fq_zero_point(zero_point, (size_t)r, qmin, qmax), qmin, qmax, coef);
     return loss;
 }

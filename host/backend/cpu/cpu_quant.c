@@ -37,8 +37,7 @@ typedef struct {
 // z is rounded half to even and clamped to the grid, as torch's learnable forward does with a raw
 // learnable zero point (_get_zero_point_from_tensor / _get_rounded_zero_point); integer z passes unchanged.
 static inline float fq_round_zero_point(const float *zero_point, size_t k, float qmin, float qmax) {
-    if (!zero_point) return 0.0f;
-    return fminf(fmaxf(rintf(zero_point[k]), qmin), qmax);
+    return cpu_fq_zero_point(zero_point, k, qmin, qmax);
 }
 
 static inline fq_params fq_params_at(const float *scale, const float *zero_point, size_t k, float qmin, float qmax) {
