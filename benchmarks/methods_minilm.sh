@@ -38,7 +38,7 @@ LR=${LR:-1e-4}
 WARMUP=${WARMUP:-4}
 PENALTY=${PENALTY:-1e-3}
 NOISE_ANNEAL=${NOISE_ANNEAL:-0.2}
-ROWS=${ROWS:-"ptq qat penalty noise pn pnptq"}
+ROWS=${ROWS-"ptq qat penalty noise pn pnptq"}   # ROWS="" runs nothing: reprints the table
 EXTRA_TRAIN=${EXTRA_TRAIN:-}
 TAG=${TAG:-}   # suffix of run names and result rows (a sweep point beside the main runs, e.g. TAG=_l1e-2)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
