@@ -22,6 +22,12 @@
 // --configs DIR (configs/quant), --sentences FILE (a --dump file instead of --source; the sentences of
 // benchmarks/RESULTS.md are benchmarks/ptq_minilm_sentences.tsv), --dump FILE (write the sentences used: set<TAB>text). The calibrator
 // name "preset" keeps each rule's calibrator as its YAML file sets it (for per-site ablations).
+// Fine-tuned models (benchmarks/methods_minilm.sh): --weights FILE quantizes and evaluates these weights
+// (e.g. a `qft train` run's model.safetensors) instead of the checkpoint's, always against the original FP
+// model's embeddings (PTQ after fine-tuning); --checkpoint FILE --run-config YAML skips calibration and
+// evaluates the weights (--weights, else the checkpoint's) with the checkpoint's own quantizer state
+// (qft_quant_prepare_eval: the learned LSQ scales of a QAT checkpoint) under the run's quant.rules
+// (YAML: the run's config.yaml), printing one line `checkpoint: mean / min` on stdout.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -281,9 +287,25 @@ typedef struct {
     double seconds;
 } cell;
 
+// "mean / min" cosine similarity of q to fp over n rows of D.
+static void cosine_text(const float *fp, const float *q, int n, int D, char *text, size_t cap) {
+    double sum_cos = 0.0, min_cos = 2.0;
+    for (int i = 0; i < n; i++) {
+        double dot = 0.0, na = 0.0, nb = 0.0;
+        for (int d = 0; d < D; d++) {
+            double a = fp[(size_t)i * D + d], b = q[(size_t)i * D + d];
+            dot += a * b, na += a * a, nb += b * b;
+        }
+        double cs = dot / sqrt(na * nb);
+        sum_cos += cs;
+        min_cos = fmin(min_cos, cs);
+    }
+    snprintf(text, cap, "%.4f / %.4f", sum_cos / n, min_cos);
+}
+
 int main(int argc, char **argv) {
     const char *model_dir = getenv("QFT_MINILM_DIR"), *source = "/var/lib/dpkg/status", *configs = "configs/quant";
-    const char *dump = NULL, *sentence_file = NULL;
+    const char *dump = NULL, *sentence_file = NULL, *weights_arg = NULL, *checkpoint = NULL, *run_config = NULL;
     char presets_arg[512] = "w8a8 w6a6 w4a4", calibrators_arg[1024] = "minmax ema percentile:99.99 mse omse entropy";
     int n_calib = 256, n_eval = 256, B = 32, max_len = 64;
     char default_dir[1024];
@@ -299,6 +321,9 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--configs") == 0) configs = v;
         else if (strcmp(a, "--dump") == 0) dump = v;
         else if (strcmp(a, "--sentences") == 0) sentence_file = v;
+        else if (strcmp(a, "--weights") == 0) weights_arg = v;
+        else if (strcmp(a, "--checkpoint") == 0) checkpoint = v;
+        else if (strcmp(a, "--run-config") == 0) run_config = v;
         else if (strcmp(a, "--presets") == 0) snprintf(presets_arg, sizeof presets_arg, "%s", v);
         else if (strcmp(a, "--calibrators") == 0) snprintf(calibrators_arg, sizeof calibrators_arg, "%s", v);
         else if (strcmp(a, "--calib") == 0) n_calib = atoi(v);
@@ -312,6 +337,10 @@ int main(int argc, char **argv) {
     }
     if (n_calib < 1 || n_eval < 1 || B < 1 || max_len < 3 || max_len > 512) {
         fprintf(stderr, "ptq_minilm: bad --calib/--eval/--batch/--max-len\n");
+        return 2;
+    }
+    if (!checkpoint != !run_config) {
+        fprintf(stderr, "ptq_minilm: --checkpoint and --run-config go together\n");
         return 2;
     }
     if (!model_dir) {
@@ -383,6 +412,29 @@ int main(int argc, char **argv) {
         if (embed(&m, &eval, fp_emb, hidden, &err, &status) != 0 || status) die("FP embeddings", &err);
         qft_model_free(&m);
     }
+    const char *qweights = weights_arg ? weights_arg : checkpoint ? checkpoint : weights;
+    if (weights_arg || checkpoint) fprintf(stderr, "quantized model's weights: %s\n", qweights);
+    if (checkpoint) {  // a fine-tuned checkpoint with its own quantizer state
+        qft_config *cfg = malloc(sizeof *cfg);
+        qft_config_defaults(cfg);
+        if (qft_config_load_file(cfg, run_config, &err) != QFT_OK) die(run_config, &err);
+        qft_model m;
+        int quantized = 0;
+        char text[96];
+        if (qft_model_create(&m, &mc, B, max_len, qft_backend_cpu(), 1, &err) != QFT_OK) die("model", &err);
+        if (qft_model_import(&m, qweights, NULL, NULL, &err) != QFT_OK) die(qweights, &err);
+        if (qft_quant_prepare_eval(&m, cfg, checkpoint, &quantized, &err) != QFT_OK) die(checkpoint, &err);
+        long nonfinite = embed(&m, &eval, q_emb, hidden, &err, &status);
+        if (status) die("embeddings", &err);
+        if (nonfinite) snprintf(text, sizeof text, "NaN/Inf in %ld values", nonfinite);
+        else cosine_text(fp_emb, q_emb, n_eval, D, text, sizeof text);
+        fprintf(stderr, "checkpoint %s (%s, %d enabled sites): %s\n", checkpoint, quantized ? "quantized" : "FP",
+                m.quant.enabled_count, text);
+        printf("checkpoint: %s\n", text);
+        qft_model_free(&m);
+        free(cfg);
+        return 0;
+    }
 
     cell *cells = calloc((size_t)n_presets * n_cals, sizeof(cell));
     for (int p = 0; p < n_presets; p++) {
@@ -408,7 +460,7 @@ int main(int argc, char **argv) {
             qft_calibrate_summary sum;
             memset(&sum, 0, sizeof sum);
             status = qft_model_create(&m, &mc, B, max_len, qft_backend_cpu(), 1, &err);
-            if (status == QFT_OK) status = qft_model_import(&m, weights, NULL, NULL, &err);
+            if (status == QFT_OK) status = qft_model_import(&m, qweights, NULL, NULL, &err);
             if (status == QFT_OK) status = qft_model_quant_configure(&m, &rules, &err);
             if (status == QFT_OK) status = qft_calibrate_model_batches(&m, next_calibration_batch, &calib, calib.count, &sum, &err);
             c->seconds = now_s() - t0;
@@ -423,18 +475,7 @@ int main(int argc, char **argv) {
             } else if (nonfinite) {
                 snprintf(c->text, sizeof c->text, "NaN/Inf in %ld values", nonfinite);
             } else {
-                double sum_cos = 0.0, min_cos = 2.0;
-                for (int i = 0; i < n_eval; i++) {
-                    double dot = 0.0, na = 0.0, nb = 0.0;
-                    for (int d = 0; d < D; d++) {
-                        double a = fp_emb[(size_t)i * D + d], b = q_emb[(size_t)i * D + d];
-                        dot += a * b, na += a * a, nb += b * b;
-                    }
-                    double cs = dot / sqrt(na * nb);
-                    sum_cos += cs;
-                    min_cos = fmin(min_cos, cs);
-                }
-                snprintf(c->text, sizeof c->text, "%.4f / %.4f", sum_cos / n_eval, min_cos);
+                cosine_text(fp_emb, q_emb, n_eval, D, c->text, sizeof c->text);
             }
             fprintf(stderr, "%s %-16s %-24s (%d sites, %d batches, %.1f s calibration)\n", presets[p], calibrators[k],
                     c->text, sum.sites, sum.batches, c->seconds);
