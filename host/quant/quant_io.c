@@ -158,3 +158,12 @@ qft_status qft_quant_io_load(qft_quant_state *st, const qft_safetensors *file, c
     }
     return QFT_OK;
 }
+
+qft_status qft_quant_io_load_path(qft_quant_state *st, const char *path, const char *prefix, qft_error *err) {
+    qft_safetensors file;
+    qft_status status = qft_safetensors_open(&file, path, err);
+    if (status) return status;
+    status = qft_quant_io_load(st, &file, prefix, err);
+    qft_safetensors_close(&file);
+    return status;
+}

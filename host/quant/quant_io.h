@@ -31,6 +31,9 @@ qft_status qft_quant_io_save(const qft_quant_state *st, const char *path, const 
 // 1 when the file records a state for at least one enabled site under `prefix`.
 int qft_quant_io_has_state(const qft_quant_state *st, const qft_safetensors *file, const char *prefix);
 
+// qft_quant_io_load on the file at `path` (opened and closed here).
+qft_status qft_quant_io_load_path(qft_quant_state *st, const char *path, const char *prefix, qft_error *err);
+
 // Reads every enabled site's state from an open file. A site missing from the file, a shape that
 // differs, or a format recorded differently from the site's current rule is an error naming both
 // (the rules changed since calibration). Sets `calibrated` on every enabled site.

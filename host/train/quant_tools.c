@@ -293,6 +293,13 @@ qft_status qft_calibrate(const qft_config *cfg, qft_calibrate_summary *out, qft_
     return status;
 }
 
+void qft_calibration_path(const qft_config *cfg, char *path, size_t size) {
+    char run_dir[1100];
+    qft_run_dir(cfg, run_dir, sizeof run_dir);
+    if (cfg->quant.calibration[0]) snprintf(path, size, "%s", cfg->quant.calibration);
+    else snprintf(path, size, "%s/calibration.safetensors", run_dir);
+}
+
 qft_status qft_quant_prepare_eval(qft_model *m, const qft_config *cfg, const char *weights, int *quantized,
                                   qft_error *err) {
     *quantized = 0;
@@ -307,17 +314,12 @@ qft_status qft_quant_prepare_eval(qft_model *m, const qft_config *cfg, const cha
     qft_safetensors_close(&file);
     if (status) return status;
     if (!own) {
-        char path[2200], run_dir[1100];
-        qft_run_dir(cfg, run_dir, sizeof run_dir);
-        if (cfg->quant.calibration[0]) snprintf(path, sizeof path, "%s", cfg->quant.calibration);
-        else snprintf(path, sizeof path, "%s/calibration.safetensors", run_dir);
+        char path[2200];
+        qft_calibration_path(cfg, path, sizeof path);
         if (access(path, F_OK) != 0)
             return qft_fail(err, QFT_ERR_IO, "%s: no calibration state for the quant.rules (run qft calibrate first, "
                             "or set quant.calibration)", path);
-        status = qft_safetensors_open(&file, path, err);
-        if (status) return status;
-        status = qft_quant_io_load(&m->quant, &file, "", err);
-        qft_safetensors_close(&file);
+        status = qft_quant_io_load_path(&m->quant, path, "", err);
         if (status) return status;
     }
     m->quant.mode = QFT_QUANT_ON;

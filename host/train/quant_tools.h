@@ -46,6 +46,9 @@ typedef qft_status (*qft_calib_batch_fn)(void *ctx, int index, qft_batch *batch,
 qft_status qft_calibrate_model_batches(qft_model *model, qft_calib_batch_fn next, void *ctx, int max_batches,
                                        qft_calibrate_summary *out, qft_error *err);
 
+// The calibration file commands read: quant.calibration, else <run>/calibration.safetensors.
+void qft_calibration_path(const qft_config *cfg, char *path, size_t size);
+
 // Writes <run_dir>/calibration.safetensors (path into out->path); `weights` is recorded as metadata.
 qft_status qft_calibration_save(const qft_model *model, const char *run_dir, const char *weights,
                                 qft_calibrate_summary *out, qft_error *err);

@@ -273,14 +273,9 @@ static qft_status quant_training_start(const qft_config *cfg, train_state *s, co
         if (q->sites[i].fmt.enabled && !q->sites[i].calibrated) calibrated = 0;
     if (!calibrated) {
         char path[2200];
-        if (cfg->quant.calibration[0]) snprintf(path, sizeof path, "%s", cfg->quant.calibration);
-        else snprintf(path, sizeof path, "%s/calibration.safetensors", run_dir);
+        qft_calibration_path(cfg, path, sizeof path);
         if (cfg->quant.calibration[0] || access(path, F_OK) == 0) {
-            qft_safetensors file;
-            qft_status status = qft_safetensors_open(&file, path, err);
-            if (status) return status;
-            status = qft_quant_io_load(q, &file, "", err);
-            qft_safetensors_close(&file);
+            qft_status status = qft_quant_io_load_path(q, path, "", err);
             if (status) return status;
             fprintf(stderr, "quantizers: calibration from %s\n", path);
         } else {
