@@ -2,7 +2,6 @@
 // Fashion-MNIST fixture, JPEG decoding (libjpeg-turbo, bit-exact with PIL) with its corrupt and
 // truncated cases, eval/train transforms against torchvision goldens (transform_oracle.py), and the
 // imagefolder dataset's limits (a subset of every class) and per-channel normalization.
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,15 +14,6 @@
 #include "data/image_transform.h"
 #include "data/imagefolder.h"
 #include "test_util.h"
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static void write_file(const char *path, const void *data, size_t size) {
     FILE *f = fopen(path, "wb");
@@ -51,7 +41,7 @@ static void test_fixture_folder(void) {
     int rc = system(cmd);
     CHECK(rc == 0, "fixture maker failed (%d): needs python3 and dataset-fashion-mnist", rc);
     if (rc != 0) {
-        remove_tree(dir);
+        qft_test_remove_tree(dir);
         return;
     }
     char root[600];
@@ -139,7 +129,7 @@ static void test_fixture_folder(void) {
     snprintf(path, sizeof path, "%s/missing", dir);
     st = qft_imagefolder_open(&folder, path, QFT_IMAGEFOLDER_CHECK_HEADER, &err);
     CHECK(st == QFT_ERR_IO && strstr(err.message, "missing"), "missing root: %d %s", st, err.message);
-    remove_tree(dir);
+    qft_test_remove_tree(dir);
 }
 
 // A folder of `classes` classes with the given sizes, paths only (the subset never opens files).
@@ -293,7 +283,7 @@ static void test_dataset_folder(void) {
     check_normalized_batch(&cfg, link);
     cfg.data.normalize_std = (qft_real_list){3, {0.1, 0.2, 0.3}};
     check_normalized_batch(&cfg, link);
-    remove_tree(dir);
+    qft_test_remove_tree(dir);
 }
 
 // ---- goldens from tests/oracle/transform_oracle.py ----
@@ -656,7 +646,7 @@ static void test_jpeg_folder(void) {
     free(cmyk);
     free(buf);
     free(golden);
-    remove_tree(dir);
+    qft_test_remove_tree(dir);
 }
 
 static void test_train_sampling(void) {

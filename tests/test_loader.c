@@ -1,7 +1,6 @@
 // Threaded image loader on the Fashion-MNIST image-folder fixture: batches bit-identical for 1, 2 and
 // 4 workers, epochs differ, rank shards partition the epoch, a start offset decodes nothing before it,
 // corrupt files counted, clean mid-epoch stop.
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,15 +11,6 @@
 #include "data/imagefolder.h"
 #include "data/loader.h"
 #include "test_util.h"
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 // Every batch of one epoch, concatenated.
 typedef struct {
@@ -393,6 +383,6 @@ int main(void) {
     } else {
         CHECK(0, "open fixture: %s", err.message);
     }
-    remove_tree(dir);
+    qft_test_remove_tree(dir);
     QFT_TEST_SUMMARY();
 }

@@ -4,6 +4,7 @@
 #define QFT_TEST_UTIL_H
 
 #include <dirent.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,6 +59,17 @@ static inline void qft_test_remove_temp_dir(const char *dir) {
     }
     closedir(handle);
     rmdir(dir);
+}
+
+// Removes dir and everything below it (image-folder fixtures have class subdirectories).
+static inline int qft_test_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+static inline void qft_test_remove_tree(const char *dir) {
+    nftw(dir, qft_test_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 // Deterministic test data (splitmix64); a test may pick its stream with QFT_TEST_RNG_SEED.
