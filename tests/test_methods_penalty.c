@@ -26,12 +26,14 @@ static void test_ops(void) {
     float mu = (float)m[0], tau = (float)(2.0 * m[1]);
     for (int p = 2; p <= 3; p++) {
         double direct = 0.0;
+        size_t direct_count = 0, count = 0;
         for (size_t i = 0; i < n; i++) {
             double e = fabs((double)x[i] - mu) - tau;
-            if (e > 0) direct += pow(e, p);
+            if (e > 0) direct += pow(e, p), direct_count++;
         }
-        double got = be->outlier_penalty_forward(x, n, mu, tau, (float)p);
+        double got = be->outlier_penalty_forward(x, n, mu, tau, (float)p, &count);
         CHECK(direct > 0 && fabs(got - direct) <= 1e-9 * direct, "p=%d forward %.12g vs %.12g", p, got, direct);
+        CHECK(count == direct_count && count > 20 && count < n, "p=%d outlier count %zu vs %zu", p, count, direct_count);
         float *dx = calloc(n, sizeof(float));
         for (size_t i = 0; i < n; i++) dx[i] = 0.25f;  // backward accumulates
         be->outlier_penalty_backward(dx, x, n, mu, tau, (float)p, 0.5f);
@@ -40,9 +42,9 @@ static void test_ops(void) {
         for (size_t i = 0; i < n; i++) {
             float keep = x[i], h = 1e-2f;
             x[i] = keep + h;
-            double up = be->outlier_penalty_forward(x, n, mu, tau, (float)p);
+            double up = be->outlier_penalty_forward(x, n, mu, tau, (float)p, NULL);
             x[i] = keep - h;
-            double down = be->outlier_penalty_forward(x, n, mu, tau, (float)p);
+            double down = be->outlier_penalty_forward(x, n, mu, tau, (float)p, NULL);
             x[i] = keep;
             double fd = 0.5 * (up - down) / (2.0 * h) + 0.25;
             worst = fmax(worst, fabs(fd - dx[i]));
@@ -68,7 +70,8 @@ static void frozen_observe(void *ctx, qft_quant_state *st, int site, const float
     const qft_penalty_site *ps = &f->pen->sites[site];
     if (!ps->selected || !(ps->tau > 0)) return;
     size_t n = (size_t)rows * st->sites[site].C;
-    f->loss += ps->weight * st->be->outlier_penalty_forward(x, n, ps->mu, ps->tau, (float)f->pen->cfg->p) / (double)n;
+    // coef = w_l / (M_l sigma_l^p), frozen at the reference forward (M_l too: the outlier count).
+    f->loss += ps->coef * st->be->outlier_penalty_forward(x, n, ps->mu, ps->tau, (float)f->pen->cfg->p, NULL);
 }
 
 static void set_batch(qft_model *m, int B) {
@@ -85,11 +88,13 @@ static void set_batch(qft_model *m, int B) {
 // of lambda L_out(theta) with frozen statistics, on sampled parameters. `extra_yaml` may quantize sites; then
 // no penalized site may lie downstream of a quantizer (rounding makes finite differences meaningless there),
 // but the quantized sites themselves may be penalized (their unquantized values are).
-static void test_model_gradient(const char *what, const char *mode, const char *sites, const char *extra_yaml) {
+static void test_model_gradient(const char *what, const char *mode, const char *normalize, const char *sites,
+                                const char *extra_yaml) {
     char yaml[1024];
     snprintf(yaml, sizeof yaml,
              "model: {hidden_size: 16, num_layers: 2, num_heads: 2, intermediate_size: 32}\n"
-             "penalty: {lambda: 4.0, k: 1.5, mode: %s, sites: \"%s\"}\n%s", mode, sites, extra_yaml);
+             "penalty: {lambda: 4.0, k: 1.5, mode: %s, normalize: %s, sites: \"%s\"}\n%s", mode, normalize, sites,
+             extra_yaml);
     qft_config cfg;
     qft_error err;
     qft_config_defaults(&cfg);
@@ -200,18 +205,19 @@ int main(void) {
     test_ops();
     const char *every = "layers.*.ln?.output,layers.*.fc?.input,layers.*.resid?.output,layers.*.qkv.input,"
                         "layers.*.proj.input,final_ln.output,embeddings.output";
-    test_model_gradient("fp model", "sigma", every, "");
+    test_model_gradient("fp model", "sigma", "outliers", every, "");
+    test_model_gradient("fp model, normalized by all elements", "sigma", "elements", every, "");
     // A quantized OUTPUT site (in-place quantization: the penalty sees the unquantized copy).
-    test_model_gradient("quantized final_ln.output and head", "sigma", every,
+    test_model_gradient("quantized final_ln.output and head", "sigma", "outliers", every,
                         "quant:\n  rules:\n    - {pattern: \"final_ln.output\", bits: 4}\n"
                         "    - {pattern: \"head.*\", bits: 4}\n");
     // A quantized INPUT site (the penalty's gradient joins dL/dx after the STE).
-    test_model_gradient("quantized layers.1.fc2 input and weight", "sigma",
+    test_model_gradient("quantized layers.1.fc2 input and weight", "sigma", "outliers",
                         "layers.*.ln?.output,layers.*.fc?.input,layers.0.resid?.output,layers.1.resid1.output,"
                         "layers.*.qkv.input,layers.*.proj.input,embeddings.output",
                         "quant:\n  rules:\n    - {pattern: \"layers.1.fc2.*\", bits: 4}\n");
     // mode quant_range: the quantized site's range replaces mu +- k sigma (the others keep sigma).
-    test_model_gradient("quant_range mode, quantized final_ln.output", "quant_range", every,
+    test_model_gradient("quant_range mode, quantized final_ln.output", "quant_range", "outliers", every,
                         "quant:\n  rules:\n    - {pattern: \"final_ln.output\", bits: 4}\n");
     test_errors();
     QFT_TEST_SUMMARY();

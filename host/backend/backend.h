@@ -246,8 +246,8 @@ typedef struct qft_backend {
     // over fixed chunks (same bits for any thread count).
     void (*tensor_moments)(const float *x, size_t n, double out[4]);
     // Outlier-range penalty (METHODS.md §6 [ours]): returns sum_i relu(|x_i - mu| - tau)^p (double,
-    // fixed-order); writes nothing.
-    double (*outlier_penalty_forward)(const float *x, size_t n, float mu, float tau, float p);
+    // fixed-order) and, in *count (may be NULL), the number of elements with |x_i - mu| > tau; writes nothing.
+    double (*outlier_penalty_forward)(const float *x, size_t n, float mu, float tau, float p, size_t *count);
     // dx += coef * p * relu(|x_i - mu| - tau)^(p-1) * sign(x_i - mu); the caller folds lambda, w and 1/N
     // (and the loss scale) into coef.
     void (*outlier_penalty_backward)(float *dx, const float *x, size_t n, float mu, float tau, float p, float coef);

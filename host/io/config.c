@@ -51,7 +51,7 @@ static const config_section config_sections[] = {
     {"oscillation", "Weight-oscillation control for low-bit QAT (Nagel et al. 2022): dampening loss and freezing of weights whose integer code keeps flipping. Needs enabled weight quant sites; see docs/methods.md."},
     {"quant", "Fake quantization: which sites are quantized and how (`qft quant-sites` lists the sites and the rule each matched), calibration. Ready rule lists: `configs/quant/*.yaml`, given as a second `--config`."},
     {"kd", "Knowledge distillation from the floating-point teacher (Hinton et al. 2015; docs/methods.md): loss = (1 - alpha) task + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T)) + hidden_weight MSE(encoder outputs); a regression head (num_labels 1) uses the MSE to the teacher's prediction as its distillation term."},
-    {"penalty", "Outlier-range penalty fine-tuning [ours, QuantTune-style]: L = L_task + lambda * sum_l w_l (1/N_l) sum relu(abs(x - mu_l) - tau_l)^p over the chosen sites (docs/methods.md)."},
+    {"penalty", "Outlier-range penalty fine-tuning [ours, QuantTune-style]: L = L_task + lambda * sum_l w_l (1/M_l) sum (relu(abs(x - mu_l) - tau_l) / sigma_l)^p over the chosen sites (docs/methods.md)."},
     {"noise", "Adaptive random-noise fine-tuning [ours]: during training, enabled quant sites replace Q(x) by x + a_site * step * eps (or Quant-Noise's Bernoulli mix); evaluation uses the real quantizer (docs/methods.md)."},
 };
 #define SECTION_COUNT (sizeof config_sections / sizeof config_sections[0])
@@ -248,6 +248,8 @@ static const config_key config_keys[] = {
          "`sigma`: range mu +- k sigma; `quant_range`: the site's current quantizer range where the site is quantized (else sigma)."),
     ENUM("penalty.weighting", penalty.weighting, "adaptive", "adaptive|uniform",
          "`adaptive`: w_l = min(max abs(x - mu) / tau, penalty.weight_max), stop-gradient (more stretched ranges weigh more); `uniform`: w_l = 1."),
+    ENUM("penalty.normalize", penalty.normalize, "outliers", "outliers|elements",
+         "Divisor M_l of a site's summed excess: `outliers` the number of elements beyond the range this step (every outlier pulls the same whatever the tensor size), `elements` all N_l elements."),
     REAL("penalty.weight_max", penalty.weight_max, 10.0, 1, CLOSED, 1e6, CLOSED, "Upper clip of the adaptive weight."),
     INTEGER("penalty.warmup_steps", penalty.warmup_steps, 0, 0, LONG_MAX,
             "lambda ramps up linearly over the first N optimizer steps; 0 = full from the start."),

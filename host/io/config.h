@@ -142,6 +142,7 @@ typedef struct {
     double p;                                // penalty.p: exponent
     char mode[32];                           // penalty.mode: sigma | quant_range
     char weighting[32];                      // penalty.weighting: adaptive | uniform
+    char normalize[32];                      // penalty.normalize: outliers | elements
     double weight_max;                       // penalty.weight_max: clip of the adaptive weight
     long warmup_steps;                       // penalty.warmup_steps: lambda ramps up linearly
 } qft_penalty_config;

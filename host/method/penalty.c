@@ -16,6 +16,7 @@ qft_status qft_penalty_init(qft_penalty *pen, const qft_penalty_config *cfg, con
     if (!pen->enabled) return QFT_OK;
     pen->quant_range = strcmp(cfg->mode, "quant_range") == 0;
     pen->adaptive = strcmp(cfg->weighting, "adaptive") == 0;
+    pen->per_outlier = strcmp(cfg->normalize, "outliers") == 0;
     pen->count = st->count;
     pen->sites = calloc((size_t)st->count, sizeof *pen->sites);
     if (!pen->sites) return qft_fail(err, QFT_ERR_OOM, "out of memory for the outlier penalty's sites");
@@ -89,17 +90,25 @@ void qft_penalty_observe(qft_penalty *pen, qft_quant_state *st, int index, const
         }
     }
     double spread = fmax(m[3] - mu, mu - m[2]);
-    if (sigma > 0.0 && spread / sigma > pen->max_ratio) pen->max_ratio = spread / sigma;
-    if (!(tau > 0.0)) return;  // a constant tensor has no outliers
+    if (sigma > 0.0) {
+        double ratio = fmax(m[3] - m[0], m[0] - m[2]) / sigma;  // about the mean, in either mode
+        pen->max_ratio = fmax(pen->max_ratio, ratio);
+        pen->ratio_sum += ratio;
+        pen->ratio_count++;
+    }
+    if (!(tau > 0.0) || !(sigma > 0.0)) return;  // a constant tensor has no outliers
     double weight = pen->adaptive ? fmin(spread / tau, pen->cfg->weight_max) : 1.0;
-    double sum = st->be->outlier_penalty_forward(x, n, (float)mu, (float)tau, (float)pen->cfg->p);
-    pen->loss += weight * sum / (double)n;
+    size_t outside = 0;
+    double sum = st->be->outlier_penalty_forward(x, n, (float)mu, (float)tau, (float)pen->cfg->p, &outside);
+    // L_l = w (1/M) sum (excess / sigma)^p, M = the outlier count or N (docs/methods.md §1).
+    double denom = (pen->per_outlier ? (double)(outside ? outside : 1) : (double)n) * pow(sigma, pen->cfg->p);
+    pen->loss += weight * sum / denom;
     ps->x = x;
     ps->rows = rows;
     ps->mu = (float)mu;
     ps->tau = (float)tau;
-    ps->weight = (float)weight;
-    ps->ready = 1;
+    ps->coef = weight / denom;
+    ps->ready = outside > 0;
 }
 
 void qft_penalty_backward(qft_penalty *pen, qft_quant_state *st, int index, float *dx, int rows) {
@@ -108,7 +117,7 @@ void qft_penalty_backward(qft_penalty *pen, qft_quant_state *st, int index, floa
     ps->ready = 0;
     if (rows != ps->rows || pen->lambda_now <= 0.0) return;
     size_t n = (size_t)rows * st->sites[index].C;
-    // dL/dx_i = lambda w (p / N) relu(|x_i - mu| - tau)^(p-1) sign(x_i - mu); the op applies p.
-    double coef = pen->lambda_now * ps->weight / (double)n * pen->backward_scale;
+    // dL/dx_i = lambda w p relu(|x_i - mu| - tau)^(p-1) sign(x_i - mu) / (M sigma^p); the op applies p.
+    double coef = pen->lambda_now * ps->coef * pen->backward_scale;
     st->be->outlier_penalty_backward(dx, ps->x, n, ps->mu, ps->tau, (float)pen->cfg->p, (float)coef);
 }

@@ -12,7 +12,8 @@ typedef struct {
     int ready;             // observed in this training forward, backward not yet run
     const float *x;        // the observed tensor (valid until the backward)
     int rows;
-    float mu, tau, weight; // stop-gradient statistics of the forward
+    float mu, tau;         // stop-gradient statistics of the forward
+    double coef;           // w_l / (M_l sigma_l^p): the loss's factor on sum relu(|x - mu| - tau)^p
 } qft_penalty_site;
 
 typedef struct {
@@ -20,13 +21,16 @@ typedef struct {
     const qft_penalty_config *cfg;
     int quant_range;       // penalty.mode = quant_range
     int adaptive;          // penalty.weighting = adaptive
+    int per_outlier;       // penalty.normalize = outliers (M_l = the outlier count, else N_l)
     int count;             // one entry per quant site
     qft_penalty_site *sites;
     int training;          // 1 while a training forward/backward runs
     double lambda_now;     // lambda at the current step (warmup applied)
     float backward_scale;  // the model backward's loss scale (1 / grad_accum)
     double loss;           // L_out summed over the training forwards since the last qft_penalty_take
-    double max_ratio;      // max over sites of max|x - mu| / sigma in the last forward (monitor)
+    double max_ratio;      // monitor: max over sites and forwards of max|x - mu| / sigma since the last reset
+    double ratio_sum;      // monitor: sum of that ratio over (site, forward) pairs since the last reset
+    long ratio_count;
 } qft_penalty;
 
 // Selects the sites matching penalty.sites; a pattern that matches no site is an error naming it.

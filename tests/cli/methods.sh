@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The fine-tuning methods through the CLI: the outlier penalty lowers the measured activation range at its
-# sites (`qft analyze`) against the same run without it and logs task loss and penalty apart; noise-trained
+# sites (`qft analyze`) against the same run without it, and their outlier ratio max|x - mu|/sigma, and logs
+# task loss and penalty apart; noise-trained
 # QAT differs from plain QAT and evaluates with the real quantizer; noise training then PTQ (calibrate +
 # eval) works; resume is bit-exact with penalty and adaptive noise on; bad settings are one-line errors.
 source "$(dirname "$0")/lib.sh" "$@"
@@ -41,6 +42,20 @@ PLAIN_MAX=$(mean_absmax plain)
 PENALTY_MAX=$(mean_absmax penalty)
 check "the penalty lowers the mean max|x| of its 10 sites ($PENALTY_MAX vs $PLAIN_MAX without)" \
     python3 -S -c 'import sys; sys.exit(not float(sys.argv[1]) < 0.97 * float(sys.argv[2]))' "$PENALTY_MAX" "$PLAIN_MAX"
+
+# ---- the penalty lowers the outlier ratio max|x - mu|/sigma (what it targets, not only the scale) ----
+# Fine-tuning from the plain run's weights; penalty.lambda=1e-9 logs the same monitor with no pull.
+FT=("${BASE[@]}" model.init_from="$RUNS/plain/model.safetensors" train.lr=1e-3 train.log_every=10 train.steps=40
+    penalty.k=3)
+qft_run train "${FT[@]}" run.name=monitor penalty.lambda=1e-9
+expect_ok "fine-tuning with the penalty's monitor only"
+qft_run train "${FT[@]}" run.name=pulled penalty.lambda=1
+expect_ok "fine-tuning with the penalty"
+last_mean_sigma() { grep '"penalty_mean_sigma"' "$RUNS/$1/metrics.jsonl" | tail -n 1 | sed -E 's/.*"penalty_mean_sigma": ([0-9.e+-]+).*/\1/'; }
+MONITOR_RATIO=$(last_mean_sigma monitor)
+PULLED_RATIO=$(last_mean_sigma pulled)
+check "the penalty lowers the mean outlier ratio of its sites ($PULLED_RATIO vs $MONITOR_RATIO sigma without a pull)" \
+    python3 -S -c 'import sys; sys.exit(not float(sys.argv[1]) < 0.95 * float(sys.argv[2]))' "$PULLED_RATIO" "$MONITOR_RATIO"
 
 # ---- noise fine-tuning: QAT from the plain run's weights, with and without noise ----
 QAT=("${BASE[@]}" "${W4A4[@]}" model.init_from="$RUNS/plain/model.safetensors" quant.calib_batches=2 train.steps=10)

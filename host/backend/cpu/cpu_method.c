@@ -64,22 +64,30 @@ static inline double excess(float x, float mu, float tau) {
     return e > 0.0 ? e : 0.0;
 }
 
-double cpu_outlier_penalty_forward(const float *x, size_t n, float mu, float tau, float p) {
+double cpu_outlier_penalty_forward(const float *x, size_t n, float mu, float tau, float p, size_t *count) {
+    if (count) *count = 0;
     if (n == 0) return 0.0;
     size_t chunk = chunk_size(n), chunks = (n + chunk - 1) / chunk;
     double sums[METHOD_MAX_CHUNKS];
+    size_t counts[METHOD_MAX_CHUNKS];
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (size_t k = 0; k < chunks; k++) {
-        size_t begin = k * chunk, end = begin + chunk < n ? begin + chunk : n;
+        size_t begin = k * chunk, end = begin + chunk < n ? begin + chunk : n, outside = 0;
         double acc = 0.0;
         for (size_t i = begin; i < end; i++) {
             double e = excess(x[i], mu, tau);
-            if (e > 0.0) acc += p == 2.0f ? e * e : pow(e, (double)p);
+            if (e > 0.0) {
+                acc += p == 2.0f ? e * e : pow(e, (double)p);
+                outside++;
+            }
         }
         sums[k] = acc;
+        counts[k] = outside;
     }
     double total = 0.0;
-    for (size_t k = 0; k < chunks; k++) total += sums[k];
+    size_t outside = 0;
+    for (size_t k = 0; k < chunks; k++) total += sums[k], outside += counts[k];
+    if (count) *count = outside;
     return total;
 }
 

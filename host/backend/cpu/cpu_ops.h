@@ -146,7 +146,7 @@ void cpu_log_quant_backward(float *dinp, float *dscale, const float *dout, const
                             int sqrt2, const float *scale);
 
 void cpu_tensor_moments(const float *x, size_t n, double out[4]);
-double cpu_outlier_penalty_forward(const float *x, size_t n, float mu, float tau, float p);
+double cpu_outlier_penalty_forward(const float *x, size_t n, float mu, float tau, float p, size_t *count);
 void cpu_outlier_penalty_backward(float *dx, const float *x, size_t n, float mu, float tau, float p, float coef);
 size_t cpu_quant_noise_forward(float *out, const float *inp, const float *scale, const float *zero_point, int rows,
                                int C, const qft_fq_layout *layout, const qft_quant_noise *noise);
