@@ -24,7 +24,7 @@ static void usage(FILE *out) {
             "usage: qft <command> [--config FILE] [key.path=value ...]\n"
             "commands:\n"
             "  train        train (or fine-tune) a model; resumes from the run's newest checkpoint\n"
-            "  eval         evaluate eval.checkpoint (default: the run's newest checkpoint)\n"
+            "  eval         evaluate eval.checkpoint (default: the run's newest checkpoint) on eval.split\n"
             "  predict      GLUE: write the test-set submission files of that checkpoint to\n"
             "               <run.dir>/<run.name>/predictions/\n"
             "  quant-sites  list the model's quant sites and the rule (quant.rules) each one matched\n"
@@ -213,8 +213,8 @@ int main(int argc, char **argv) {
     if (strcmp(command, "eval") == 0) {
         qft_eval_summary ev;
         if (qft_evaluate(&cfg, &ev, &err) != QFT_OK) return fail(command, &err);
-        printf("{\"command\": \"eval\", \"ok\": true, \"quantized\": %s, \"examples\": %ld",
-               ev.quantized ? "true" : "false", ev.examples);
+        printf("{\"command\": \"eval\", \"ok\": true, \"quantized\": %s, \"split\": \"%s\", \"examples\": %ld",
+               ev.quantized ? "true" : "false", ev.split, ev.examples);
         print_json_number("loss", ev.loss, 6);
         print_json_number("accuracy", ev.accuracy, 6);
         print_glue_metrics("", &ev.glue);
@@ -250,6 +250,7 @@ int main(int argc, char **argv) {
     print_json_number("final_loss", summary.final_loss, 6);
     print_json_number("eval_loss", summary.eval_loss, 6);
     print_json_number("eval_accuracy", summary.eval_accuracy, 6);
+    printf(", \"eval_split\": \"%s\", \"train_examples\": %ld", summary.eval_split, summary.train_examples);
     print_glue_metrics("eval_", &summary.glue);
     print_mnli_mismatched("eval_", &summary.mnli_mm);
     print_json_number("train_seconds", summary.train_seconds, 2);

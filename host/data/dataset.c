@@ -356,26 +356,128 @@ long qft_dataset_image_decodes(const qft_dataset *ds) {
     return ds->loader ? (long)qft_loader_decode_count(ds->loader) : 0;
 }
 
+void qft_validation_picks(int count, long n, char *chosen) {
+    memset(chosen, 0, (size_t)count);
+    if (n <= 0) return;
+    if (n >= count) {
+        memset(chosen, 1, (size_t)count);
+        return;
+    }
+    for (long i = 0; i < n; i++) chosen[(int64_t)i * count / n] = 1;
+}
+
+// Shrinks a buffer that lost rows (keeping it when realloc fails: it is only memory).
+static void *shrink(void *p, size_t bytes) {
+    void *q = p && bytes ? realloc(p, bytes) : NULL;
+    return q ? q : p;
+}
+
+// Keeps the rows r < ds->count of an in-memory dataset whose chosen[r] is nonzero (value 1) or zero
+// (value 0), in order, moving them to the front of every per-example array.
+static void keep_rows(qft_dataset *ds, const char *chosen, int value) {
+    int kept = 0;
+    if (ds->kind == QFT_DATASET_IMAGES) {
+        size_t pixels = (size_t)ds->idx.rows * ds->idx.cols;
+        for (int r = 0; r < ds->count; r++) {
+            if ((chosen[r] != 0) != (value != 0)) continue;
+            if (kept != r) {
+                memmove(ds->idx.pixels + (size_t)kept * pixels, ds->idx.pixels + (size_t)r * pixels, pixels);
+                ds->idx.labels[kept] = ds->idx.labels[r];
+            }
+            kept++;
+        }
+        ds->idx.pixels = shrink(ds->idx.pixels, (size_t)kept * pixels);
+        ds->idx.labels = shrink(ds->idx.labels, (size_t)kept);
+        ds->idx.count = kept;
+    } else {
+        size_t T = (size_t)ds->seq_len;
+        for (int r = 0; r < ds->count; r++) {
+            if ((chosen[r] != 0) != (value != 0)) continue;
+            if (kept != r) {
+                memmove(ds->ids + kept * T, ds->ids + r * T, T * sizeof(int32_t));
+                memmove(ds->types + kept * T, ds->types + r * T, T * sizeof(int32_t));
+                memmove(ds->mask + kept * T, ds->mask + r * T, T * sizeof(float));
+                ds->labels[kept] = ds->labels[r];
+                if (ds->targets) ds->targets[kept] = ds->targets[r];
+            }
+            kept++;
+        }
+        ds->ids = shrink(ds->ids, (size_t)kept * T * sizeof(int32_t));
+        ds->types = shrink(ds->types, (size_t)kept * T * sizeof(int32_t));
+        ds->mask = shrink(ds->mask, (size_t)kept * T * sizeof(float));
+        ds->labels = shrink(ds->labels, (size_t)kept * sizeof(int32_t));
+        if (ds->targets) ds->targets = shrink(ds->targets, (size_t)kept * sizeof(float));
+    }
+    ds->count = kept;
+}
+
+// data.validation_size: splits the (limited) training examples into the held-out validation
+// examples and the rest; the training split keeps the rest, the validation split the held-out ones.
+static qft_status hold_out(qft_dataset *ds, const qft_config *cfg, int validation, qft_error *err) {
+    long n = cfg->data.validation_size;
+    if (n >= ds->count)
+        return qft_fail(err, QFT_ERR_INVALID, "data.validation_size = %ld: the training split has only %d example(s)%s, "
+                        "and at least one must stay for training", n, ds->count,
+                        cfg->data.train_limit > 0 ? " after data.train_limit" : "");
+    int imagefolder = ds->kind == QFT_DATASET_IMAGEFOLDER;
+    if (imagefolder && n < ds->folder.num_classes)
+        return qft_fail(err, QFT_ERR_INVALID, "data.validation_size = %ld: fewer than the %d classes of %s (the "
+                        "validation split keeps at least one image of every class)", n, ds->folder.num_classes,
+                        ds->folder.root);
+    char *chosen = malloc((size_t)ds->count);
+    if (!chosen) return qft_fail(err, QFT_ERR_OOM, "out of memory choosing the validation examples");
+    qft_status st = QFT_OK;
+    if (imagefolder) {
+        st = qft_imagefolder_pick(&ds->folder, n, chosen, err);
+        if (st == QFT_OK) {
+            qft_imagefolder_keep(&ds->folder, chosen, validation);
+            ds->count = ds->folder.count;
+        }
+    } else {
+        qft_validation_picks(ds->count, n, chosen);
+        keep_rows(ds, chosen, validation);
+    }
+    free(chosen);
+    return st;
+}
+
 qft_status qft_dataset_open(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err) {
     memset(ds, 0, sizeof *ds);
     ds->has_labels = 1;
     int glue = strcmp(cfg->data.dataset, "glue") == 0;
-    if (split < QFT_SPLIT_TRAIN || split > QFT_SPLIT_TEST_MISMATCHED || (!glue && split > QFT_SPLIT_EVAL))
+    if (split < QFT_SPLIT_TRAIN || split > QFT_SPLIT_VALIDATION ||
+        (!glue && split > QFT_SPLIT_EVAL && split != QFT_SPLIT_VALIDATION))
         return qft_fail(err, QFT_ERR_INVALID, "data.dataset %s: no %s split (test and mismatched splits are GLUE's)",
                         cfg->data.dataset, split == QFT_SPLIT_EVAL_MISMATCHED ? "mismatched" : "test");
+    if (split == QFT_SPLIT_VALIDATION && cfg->data.validation_size <= 0)
+        return qft_fail(err, QFT_ERR_INVALID, "the validation split needs data.validation_size > 0 (the number of "
+                        "training examples to hold out), got %ld", cfg->data.validation_size);
+    // The validation split is read from the training files, with the training split's limit.
+    int source = split == QFT_SPLIT_VALIDATION ? QFT_SPLIT_TRAIN : split;
     qft_status st;
-    if (strcmp(cfg->data.dataset, "fashion_mnist") == 0) st = open_fashion_mnist(ds, cfg, split, err);
-    else if (strcmp(cfg->data.dataset, "synthetic_text") == 0) st = open_synthetic_text(ds, cfg, split, err);
-    else if (glue) st = open_glue(ds, cfg, split, err);
-    else if (strcmp(cfg->data.dataset, "imagefolder") == 0) st = open_imagefolder(ds, cfg, split, err);
+    if (strcmp(cfg->data.dataset, "fashion_mnist") == 0) st = open_fashion_mnist(ds, cfg, source, err);
+    else if (strcmp(cfg->data.dataset, "synthetic_text") == 0) st = open_synthetic_text(ds, cfg, source, err);
+    else if (glue) st = open_glue(ds, cfg, source, err);
+    else if (strcmp(cfg->data.dataset, "imagefolder") == 0) st = open_imagefolder(ds, cfg, source, err);
     else st = qft_fail(err, QFT_ERR_INVALID, "data.dataset: unknown dataset '%s'", cfg->data.dataset);
+    if (st == QFT_OK) {
+        // imagefolder applied its limit when it opened (a subset of every class, not the first N).
+        long limit = source == QFT_SPLIT_TRAIN ? cfg->data.train_limit : cfg->data.eval_limit;
+        if (ds->kind != QFT_DATASET_IMAGEFOLDER && limit > 0 && limit < ds->count) ds->count = (int)limit;
+        // Then the validation examples leave the training split (and are all the validation split has).
+        if (source == QFT_SPLIT_TRAIN && cfg->data.validation_size > 0)
+            st = hold_out(ds, cfg, split == QFT_SPLIT_VALIDATION, err);
+    }
     if (st != QFT_OK) {
         qft_dataset_free(ds);
         return st;
     }
-    // imagefolder applied its limit when it opened (a subset of every class, not the first N).
-    long limit = split == QFT_SPLIT_TRAIN ? cfg->data.train_limit : cfg->data.eval_limit;
-    if (ds->kind != QFT_DATASET_IMAGEFOLDER && limit > 0 && limit < ds->count) ds->count = (int)limit;
+    if (split == QFT_SPLIT_VALIDATION && ds->kind == QFT_DATASET_IMAGEFOLDER) {
+        // Evaluated like the val/ folder: eval transform, folder order, a short last batch.
+        ds->loader_cfg.train = 0;
+        ds->loader_cfg.shuffle = 0;
+        ds->loader_cfg.drop_last = 0;
+    }
     return QFT_OK;
 }
 

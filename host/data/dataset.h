@@ -57,12 +57,24 @@ enum {
     QFT_SPLIT_EVAL_MISMATCHED = 2,  // MNLI dev_mismatched
     QFT_SPLIT_TEST = 3,             // GLUE test (MNLI test_matched): no labels
     QFT_SPLIT_TEST_MISMATCHED = 4,  // MNLI test_mismatched
+    QFT_SPLIT_VALIDATION = 5,       // data.validation_size examples held out of the training split
 };
 
 // Opens one split (QFT_SPLIT_*). data.train_limit applies to the training split, data.eval_limit
-// to every other one: the first N examples, or for imagefolder a subset keeping every class
-// (qft_imagefolder_subset).
+// to every other one but the validation split: the first N examples, or for imagefolder a subset
+// keeping every class (qft_imagefolder_subset).
+// data.validation_size = N > 0 then divides the M training examples left after data.train_limit:
+// the validation split (any dataset kind; read from the training files, evaluated like the
+// evaluation split: for imagefolder the eval transform, folder order, no drop_last) is the N
+// examples qft_validation_picks marks (imagefolder: qft_imagefolder_pick, every class kept), and
+// the training split the other M - N, both in their original order. N >= M (or, for imagefolder,
+// N below the number of classes) is QFT_ERR_INVALID, as is the validation split with N = 0.
 qft_status qft_dataset_open(qft_dataset *ds, const qft_config *cfg, int split, qft_error *err);
+
+// The validation examples among `count` training examples: chosen[i] = 1 for the n examples
+// floor(k * count / n), k = 0..n-1 (evenly spaced, the first one included; all when n >= count),
+// 0 for the others. Depends on nothing else (no seed).
+void qft_validation_picks(int count, long n, char *chosen);
 void qft_dataset_free(qft_dataset *ds);
 
 qft_status qft_batch_buffer_init(qft_batch_buffer *buf, const qft_dataset *ds, int capacity, qft_error *err);

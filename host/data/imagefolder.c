@@ -265,30 +265,40 @@ static void subset_quotas(const int *first, int classes, long limit, int count, 
     }
 }
 
-qft_status qft_imagefolder_subset(qft_imagefolder *folder, long limit, qft_error *err) {
-    if (limit <= 0 || limit >= folder->count) return QFT_OK;
+qft_status qft_imagefolder_pick(const qft_imagefolder *folder, long n, char *chosen, qft_error *err) {
     int classes = folder->num_classes;
-    if (limit < classes)
+    if (n > folder->count)
+        return qft_fail(err, QFT_ERR_INVALID, "%s: a subset of %ld images of %d", folder->root, n, folder->count);
+    if (n < classes)
         return qft_fail(err, QFT_ERR_INVALID, "%s: a subset of %ld images cannot hold all %d classes", folder->root,
-                        limit, classes);
+                        n, classes);
     int *first = calloc((size_t)classes + 1, sizeof(int)), *keep = calloc((size_t)classes, sizeof(int));
     int64_t *remainder = calloc((size_t)classes, sizeof(int64_t));
-    char *chosen = calloc((size_t)folder->count, 1);
-    if (!first || !keep || !remainder || !chosen) {
-        free(first), free(keep), free(remainder), free(chosen);
+    if (!first || !keep || !remainder) {
+        free(first), free(keep), free(remainder);
         return qft_fail(err, QFT_ERR_OOM, "%s: out of memory choosing a subset", folder->root);
     }
-    // Images are grouped by class in class order: class c is [first[c], first[c + 1]).
-    for (int i = 0; i < folder->count; i++) first[folder->labels[i] + 1]++;
-    for (int c = 0; c < classes; c++) first[c + 1] += first[c];
-    subset_quotas(first, classes, limit, folder->count, keep, remainder);
-    for (int c = 0; c < classes; c++) {
-        int64_t size = first[c + 1] - first[c];
-        for (int i = 0; i < keep[c]; i++) chosen[first[c] + (int)((int64_t)i * size / keep[c])] = 1;
+    memset(chosen, 0, (size_t)folder->count);
+    if (n == folder->count) {
+        memset(chosen, 1, (size_t)folder->count);
+    } else {
+        // Images are grouped by class in class order: class c is [first[c], first[c + 1]).
+        for (int i = 0; i < folder->count; i++) first[folder->labels[i] + 1]++;
+        for (int c = 0; c < classes; c++) first[c + 1] += first[c];
+        subset_quotas(first, classes, n, folder->count, keep, remainder);
+        for (int c = 0; c < classes; c++) {
+            int64_t size = first[c + 1] - first[c];
+            for (int i = 0; i < keep[c]; i++) chosen[first[c] + (int)((int64_t)i * size / keep[c])] = 1;
+        }
     }
+    free(first), free(keep), free(remainder);
+    return QFT_OK;
+}
+
+void qft_imagefolder_keep(qft_imagefolder *folder, const char *chosen, int value) {
     int kept = 0;
     for (int i = 0; i < folder->count; i++) {
-        if (!chosen[i]) {
+        if ((chosen[i] != 0) != (value != 0)) {
             free(folder->paths[i]);
             continue;
         }
@@ -296,8 +306,16 @@ qft_status qft_imagefolder_subset(qft_imagefolder *folder, long limit, qft_error
         folder->labels[kept++] = folder->labels[i];
     }
     folder->count = kept;
-    free(first), free(keep), free(remainder), free(chosen);
-    return QFT_OK;
+}
+
+qft_status qft_imagefolder_subset(qft_imagefolder *folder, long limit, qft_error *err) {
+    if (limit <= 0 || limit >= folder->count) return QFT_OK;
+    char *chosen = malloc((size_t)folder->count);
+    if (!chosen) return qft_fail(err, QFT_ERR_OOM, "%s: out of memory choosing a subset", folder->root);
+    qft_status st = qft_imagefolder_pick(folder, limit, chosen, err);
+    if (st == QFT_OK) qft_imagefolder_keep(folder, chosen, 1);
+    free(chosen);
+    return st;
 }
 
 // stb hands back malloc'd RGB (its default allocator), which qft_image_free releases.

@@ -43,6 +43,15 @@ void qft_imagefolder_free(qft_imagefolder *folder);
 // kept images stay in folder order. limit < num_classes is QFT_ERR_INVALID (folder unchanged).
 qft_status qft_imagefolder_subset(qft_imagefolder *folder, long limit, qft_error *err);
 
+// The picks of qft_imagefolder_subset without removing anything: chosen[0..count-1] gets 1 for the
+// n images a subset of n keeps (all when n == count), 0 for the others. n below num_classes or
+// above count is QFT_ERR_INVALID. data.validation_size holds out these picks.
+qft_status qft_imagefolder_pick(const qft_imagefolder *folder, long n, char *chosen, qft_error *err);
+
+// Keeps the images whose chosen[i] is nonzero (value 1) or zero (value 0), in folder order, and
+// frees the paths of the others.
+void qft_imagefolder_keep(qft_imagefolder *folder, const char *chosen, int value);
+
 // Decodes into 8-bit RGB: JPEG as Pillow's Image.open(...).convert("RGB") (bit-exact; greyscale
 // replicated; CMYK/YCCK JPEGs and truncated JPEGs are QFT_ERR_PARSE), and any other image stb_image
 // reads (grey, grey+alpha, RGB, RGBA, 8 or 16 bit; alpha dropped, grey replicated). A file that

@@ -47,7 +47,7 @@ static const config_section config_sections[] = {
     {"model", "Architecture and initialization. Vision keys apply to `vit`/`deit`, text keys to `bert`."},
     {"data", "Dataset, batching and preprocessing."},
     {"train", "Optimizer (AdamW), learning-rate schedule, logging and checkpoints."},
-    {"eval", "What `qft eval` evaluates."},
+    {"eval", "What `qft eval` and the evaluations during `qft train` run on."},
     {"oscillation", "Weight-oscillation control for low-bit QAT (Nagel et al. 2022): dampening loss and freezing of weights whose integer code keeps flipping. Needs enabled weight quant sites; see docs/methods.md."},
     {"quant", "Fake quantization: which sites are quantized and how (`qft quant-sites` lists the sites and the rule each matched), calibration. Ready rule lists: `configs/quant/*.yaml`, given as a second `--config`."},
     {"kd", "Knowledge distillation from the floating-point teacher (Hinton et al. 2015; docs/methods.md): loss = (1 - alpha) task + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T)) + hidden_weight MSE(encoder outputs); a regression head (num_labels 1) uses the MSE to the teacher's prediction as its distillation term."},
@@ -164,6 +164,8 @@ static const config_key config_keys[] = {
             "Use only N training examples; 0 = all. The first N, except `imagefolder`: N images keeping every class (each class keeps a share proportional to its size, at least one image, evenly strided over its sorted files; N below the number of classes is an error)."),
     INTEGER("data.eval_limit", data.eval_limit, 0, 0, LONG_MAX,
             "Use only N evaluation examples; 0 = all. Chosen as for data.train_limit."),
+    INTEGER("data.validation_size", data.validation_size, 0, 0, LONG_MAX,
+            "Hold N examples out of the training split as the validation split (eval.split `validation`), so hyper-parameters can be chosen without the test set; 0 = none. Taken after data.train_limit, from its M examples; training keeps the other M - N (steps per epoch follow), and calibration (`qft calibrate`, QAT start) and `qft analyze` draw only from those. The picks do not depend on run.seed: examples floor(i * M / N), i = 0..N-1 (evenly spaced), except `imagefolder`: the N images data.train_limit = N would keep (every class, proportional to its size, evenly strided; N below the number of classes is an error). N >= M is an error. data.eval_limit does not apply to it."),
 
     INTEGER("train.epochs", train.epochs, 15, 0, 100000,
             "Passes over the training set; used when train.steps is 0."),
@@ -199,6 +201,8 @@ static const config_key config_keys[] = {
 
     STRING("eval.checkpoint", eval.checkpoint, "",
            "Checkpoint to evaluate; empty = the latest in the run directory."),
+    ENUM("eval.split", eval.split, "test", "test|validation",
+         "Split of every evaluation of `qft train` (train.eval_every / epoch ends, the final one) and of `qft eval`: `test` = the held-out files (Fashion-MNIST t10k, `imagefolder` val/, GLUE dev; MNLI dev_matched and dev_mismatched) or `validation` = the data.validation_size examples held out of the training split (needs data.validation_size > 0; MNLI: no mismatched evaluation). JSON lines name it: `split` in `qft eval`'s, `eval_split` in `qft train`'s and in metrics.jsonl."),
 
     QUANT_RULES("quant.rules", quant.rules,
                 "Rule list, first match wins: each site takes the format of the first rule whose `pattern` matches its name; sites no rule matches stay in floating point. A YAML file or override that sets the key replaces the whole list. Fields: table below."),
@@ -1317,6 +1321,9 @@ static qft_status config_check(const qft_config *cfg, qft_error *err) {
             return qft_fail(err, QFT_ERR_INVALID, "model.num_labels = %d, but GLUE task %s needs %d%s", m->num_labels,
                             task->name, task->num_labels, task->is_regression ? " (regression)" : "");
     }
+    if (strcmp(cfg->eval.split, "validation") == 0 && cfg->data.validation_size <= 0)
+        return qft_fail(err, QFT_ERR_INVALID, "eval.split: validation needs data.validation_size > 0 (the number of "
+                        "training examples to hold out), got %ld", cfg->data.validation_size);
     if (cfg->data.batch_size < 1 || cfg->data.eval_batch_size < 1)
         return qft_fail(err, QFT_ERR_INVALID, "data.batch_size and data.eval_batch_size must be >= 1");
     if (cfg->train.resume[0] == '\0')

@@ -67,6 +67,7 @@ typedef struct {
     int shuffle;                 // data.shuffle (bool)
     long train_limit;            // data.train_limit (0 = all examples)
     long eval_limit;             // data.eval_limit (0 = all examples)
+    long validation_size;        // data.validation_size: examples held out of the training split (0 = none)
 } qft_data_config;
 
 typedef struct {
@@ -92,6 +93,7 @@ typedef struct {
 
 typedef struct {
     char checkpoint[QFT_STR_MAX]; // eval.checkpoint ("" = latest in the run dir)
+    char split[16];               // eval.split: test | validation (data.validation_size held out of train)
 } qft_eval_config;
 
 #define QFT_MAX_QUANT_RULES 64

@@ -41,6 +41,22 @@ static double peak_rss_mb(void) {
 
 static int is_mnli(const qft_dataset *ds) { return ds->glue_task && ds->glue_task->id == QFT_GLUE_MNLI; }
 
+// The split every evaluation runs on (eval.split): the evaluation files, or the examples
+// data.validation_size holds out of the training split.
+static int eval_split(const qft_config *cfg) {
+    return strcmp(cfg->eval.split, "validation") == 0 ? QFT_SPLIT_VALIDATION : QFT_SPLIT_EVAL;
+}
+
+// Opens the evaluation split eval.split names and, for MNLI's dev_matched, dev_mismatched as well
+// (the validation split is held out of MNLI's one training file: no mismatched counterpart).
+static qft_status open_eval_splits(const qft_config *cfg, qft_dataset *ds, qft_dataset *mismatched, qft_error *err) {
+    int split = eval_split(cfg);
+    qft_status st = qft_dataset_open(ds, cfg, split, err);
+    if (st == QFT_OK && split == QFT_SPLIT_EVAL && is_mnli(ds))
+        st = qft_dataset_open(mismatched, cfg, QFT_SPLIT_EVAL_MISMATCHED, err);
+    return st;
+}
+
 
 // GLUE metrics of one evaluation (only for data.dataset glue; count 0 otherwise).
 typedef struct {
@@ -154,11 +170,12 @@ static void json_number(FILE *f, const char *key, double value) {
     else fprintf(f, ", \"%s\": null", key);
 }
 
-// The metrics.jsonl line of one evaluation: eval_loss, eval_accuracy, eval_examples and, for GLUE,
-// eval_<metric> for each of the task's metrics plus eval_score (their mean, the GLUE task score);
-// MNLI adds eval_mnli_mm_loss, eval_mnli_mm_accuracy and eval_mnli_mm_examples (dev_mismatched).
-static void write_eval_line(FILE *f, long step, const eval_result *ev) {
-    fprintf(f, "{\"step\": %ld", step);
+// The metrics.jsonl line of one evaluation: eval_split (eval.split), eval_loss, eval_accuracy,
+// eval_examples and, for GLUE, eval_<metric> for each of the task's metrics plus eval_score (their
+// mean, the GLUE task score); MNLI adds eval_mnli_mm_loss, eval_mnli_mm_accuracy and
+// eval_mnli_mm_examples (dev_mismatched).
+static void write_eval_line(FILE *f, long step, const char *split, const eval_result *ev) {
+    fprintf(f, "{\"step\": %ld, \"eval_split\": \"%s\"", step, split);
     json_number(f, "eval_loss", ev->base.loss);
     json_number(f, "eval_accuracy", ev->base.accuracy);
     fprintf(f, ", \"eval_examples\": %ld", ev->base.examples);
@@ -181,9 +198,10 @@ static void write_eval_line(FILE *f, long step, const eval_result *ev) {
     fprintf(f, "}\n");
 }
 
-// One stderr line: "eval loss L, accuracy A" and the GLUE metrics.
-static void print_eval_line(const char *prefix, const eval_result *ev) {
-    fprintf(stderr, "%seval loss %.4f", prefix, ev->base.loss);
+// One stderr line: "eval loss L, accuracy A" ("validation loss" on eval.split validation) and the
+// GLUE metrics.
+static void print_eval_line(const char *prefix, const char *split, const eval_result *ev) {
+    fprintf(stderr, "%s%s loss %.4f", prefix, strcmp(split, "validation") ? "eval" : "validation", ev->base.loss);
     if (isfinite(ev->base.accuracy)) fprintf(stderr, ", accuracy %.4f", ev->base.accuracy);
     if (ev->task) {
         fprintf(stderr, " (GLUE %s:", ev->task);
@@ -311,8 +329,9 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     TRY(qft_config_write(cfg, path, err));
 
     TRY(qft_dataset_open(&s.train, cfg, QFT_SPLIT_TRAIN, err));
-    TRY(qft_dataset_open(&s.eval, cfg, QFT_SPLIT_EVAL, err));
-    if (is_mnli(&s.eval)) TRY(qft_dataset_open(&s.eval_mm, cfg, QFT_SPLIT_EVAL_MISMATCHED, err));
+    TRY(open_eval_splits(cfg, &s.eval, &s.eval_mm, err));
+    snprintf(out->eval_split, sizeof out->eval_split, "%s", cfg->eval.split);
+    out->train_examples = s.train.count;
     // Evaluation during training reuses the training activations, so it runs in chunks of at most
     // the training batch (a larger eval batch would size every activation buffer for it).
     int B = cfg->data.batch_size;
@@ -502,12 +521,12 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
         if (eval_now) {
             eval_result ev;
             evaluate_splits(&s.model, &s.eval, &s.eval_mm, &s.eval_buf, EB, &ev);
-            write_eval_line(s.metrics, step, &ev);
+            write_eval_line(s.metrics, step, cfg->eval.split, &ev);
             fflush(s.metrics);
             if (tty) fprintf(stderr, "\n");
             char prefix[48];
             snprintf(prefix, sizeof prefix, "step %ld: ", step);
-            print_eval_line(prefix, &ev);
+            print_eval_line(prefix, cfg->eval.split, &ev);
             out->eval_loss = ev.base.loss;
             out->eval_accuracy = ev.base.accuracy;
             out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
@@ -531,10 +550,10 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
     TRY(qft_model_export(&s.model, path, 0, err));
     if (s.train.kind == QFT_DATASET_IMAGEFOLDER) {
         // Decodes this run: a resume starts the loader at its position, so they cover only the steps run.
-        fprintf(stderr, "imagefolder: train %ld file(s) skipped, %ld failed decode(s) of %ld; val %ld skipped, %ld "
+        fprintf(stderr, "imagefolder: train %ld file(s) skipped, %ld failed decode(s) of %ld; %s %ld skipped, %ld "
                 "failed decode(s)\n", qft_dataset_skipped_files(&s.train), qft_dataset_corrupt_decodes(&s.train),
-                qft_dataset_image_decodes(&s.train), qft_dataset_skipped_files(&s.eval),
-                qft_dataset_corrupt_decodes(&s.eval));
+                qft_dataset_image_decodes(&s.train), eval_split(cfg) == QFT_SPLIT_VALIDATION ? "validation" : "val",
+                qft_dataset_skipped_files(&s.eval), qft_dataset_corrupt_decodes(&s.eval));
     }
     out->steps_done = s.opt.step;
     out->steps_this_run = s.opt.step - start_step;
@@ -560,8 +579,7 @@ qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error 
     char path[2200];
     TRY(qft_eval_checkpoint_path(cfg, path, sizeof path, err));
     int EB = cfg->data.eval_batch_size;
-    TRY(qft_dataset_open(&ds, cfg, QFT_SPLIT_EVAL, err));
-    if (is_mnli(&ds)) TRY(qft_dataset_open(&mismatched, cfg, QFT_SPLIT_EVAL_MISMATCHED, err));
+    TRY(open_eval_splits(cfg, &ds, &mismatched, err));
     TRY(qft_model_create(&model, &cfg->model, EB, cfg->data.max_seq_len, qft_backend_cpu(), (uint64_t)cfg->run.seed,
                          err));
     TRY(qft_model_import(&model, path, NULL, NULL, err));
@@ -572,12 +590,14 @@ qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error 
     evaluate_splits(&model, &ds, &mismatched, &buf, EB, &ev);
     TRY(qft_model_quant_check(&model, err));
     *out = ev.base;
+    snprintf(out->split, sizeof out->split, "%s", cfg->eval.split);
     out->quantized = quantized;
     out->glue = ev.task ? ev.glue : (qft_glue_metrics){0};
     out->mnli_mm = ev.mnli_mm;
-    if (ev.task) print_eval_line("", &ev);  // the GLUE metrics (the JSON line has loss and accuracy)
+    if (ev.task) print_eval_line("", cfg->eval.split, &ev);  // the GLUE metrics (the JSON line has loss and accuracy)
     if (ev.imagefolder)
-        fprintf(stderr, "imagefolder: val %ld file(s) skipped, %ld failed decode(s)\n", ev.skipped, ev.corrupt);
+        fprintf(stderr, "imagefolder: %s %ld file(s) skipped, %ld failed decode(s)\n",
+                eval_split(cfg) == QFT_SPLIT_VALIDATION ? "validation" : "val", ev.skipped, ev.corrupt);
 done:
     qft_batch_buffer_free(&buf);
     qft_dataset_free(&ds);

@@ -29,6 +29,8 @@ typedef struct {
     char checkpoint[2100];    // last checkpoint written
     qft_glue_metrics glue;    // GLUE task metrics of the last evaluation (count 0 otherwise)
     qft_mnli_mismatched mnli_mm;  // MNLI: the last evaluation on dev_mismatched
+    char eval_split[16];      // eval.split the evaluations ran on: "test" or "validation"
+    long train_examples;      // examples of the training split (data.validation_size held out)
 } qft_train_summary;
 
 typedef struct {
@@ -37,6 +39,7 @@ typedef struct {
     qft_glue_metrics glue;    // GLUE task metrics (count 0 when the data is not GLUE); MNLI: matched
     qft_mnli_mismatched mnli_mm;
     int quantized;            // fake quantization was on (quant.rules with a calibration)
+    char split[16];           // eval.split: "test" or "validation"
 } qft_eval_summary;
 
 // GLUE submission files written by qft_predict.
@@ -51,8 +54,9 @@ typedef struct {
 qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qft_train_summary *out,
                      qft_error *err);
 
-// Evaluates eval.checkpoint (or the newest checkpoint of the run) on the evaluation split (MNLI:
-// dev_matched, then dev_mismatched).
+// Evaluates eval.checkpoint (or the newest checkpoint of the run) on the split eval.split names: the
+// evaluation split (MNLI: dev_matched, then dev_mismatched) or the validation split held out of the
+// training data (data.validation_size).
 qft_status qft_evaluate(const qft_config *cfg, qft_eval_summary *out, qft_error *err);
 
 // GLUE only: predicts the test split(s) with the same checkpoint qft_evaluate would use and writes

@@ -2,8 +2,9 @@
 # `qft train` / `qft eval` / `qft predict` on GLUE data (data.dataset glue): a tiny BERT on RTE-format
 # (classification), STS-B-format (regression) and MNLI-format (matched + mismatched) fixtures
 # tokenized with the MiniLM WordPiece vocab; the task metrics land in metrics.jsonl; the token cache
-# is reused and survives corruption; test-set submission files; missing vocab, wrong num_labels and a
-# missing task directory are one-line errors.
+# is reused and survives corruption; test-set submission files; a validation split held out of MNLI's
+# training rows (eval.split=validation); missing vocab, wrong num_labels and a missing task directory
+# are one-line errors.
 source "$(dirname "$0")/lib.sh" "$@"
 
 VOCAB=${QFT_MINILM_DIR:-$HOME/.cache/qft/minilm}/vocab.txt
@@ -235,6 +236,24 @@ check "MNLI-m.tsv: 10 rows of MNLI labels" \
 check "MNLI-mm.tsv: 7 rows of MNLI labels" \
     predictions_ok "$WORK/runs/mnli/predictions/MNLI-mm.tsv" 7 contradiction entailment neutral
 check "predict JSON: examples $(json_field examples) == [10, 7]" test "$(json_field examples)" = "[10, 7]"
+
+# eval.split=validation: 12 of MNLI's 48 training rows held out (data.validation_size), evaluated with
+# the task metrics; no dev_mismatched evaluation (the rows come from the one training file).
+MNLI_VAL=(run.name=mnli_val data.task=mnli model.num_labels=3 data.validation_size=12 eval.split=validation)
+qft_run train "${BERT[@]}" "${MNLI_VAL[@]}"
+expect_ok "train on MNLI-format data with 12 training rows held out for validation"
+check "train JSON: train_examples $(json_field train_examples) == 36, eval_split validation, no mismatched keys" \
+    test "$(json_field train_examples)" = 36 -a "$(json_field eval_split)" = validation -a \
+    "$(json_field eval_mnli_mm_accuracy)" = "<missing>"
+check "metrics.jsonl: MNLI eval lines on 12 validation rows" \
+    python3 -S -c 'import json, sys; e = [json.loads(l) for l in open(sys.argv[1]) if "eval_loss" in l]; sys.exit(not (len(e) == 2 and all(x["eval_split"] == "validation" and x["eval_examples"] == 12 and x["eval_task"] == "mnli" and "eval_mnli_mm_accuracy" not in x for x in e)))' \
+    "$WORK/runs/mnli_val/metrics.jsonl"
+MNLI_VAL_ACC=$(json_field eval_accuracy)
+qft_run eval "${BERT[@]}" "${MNLI_VAL[@]}"
+expect_ok "qft eval eval.split=validation on MNLI-format data"
+check "eval JSON: split validation, 12 examples, accuracy $(json_field accuracy) == training's ($MNLI_VAL_ACC)" \
+    test "$(json_field split)" = validation -a "$(json_field examples)" = 12 -a "$(json_field accuracy)" = "$MNLI_VAL_ACC"
+check "eval JSON: no mnli_mm keys on the validation split" test "$(json_field mnli_mm_examples)" = "<missing>"
 
 # data.eval_limit applies to GLUE dev; a cased tokenizer setting still runs.
 qft_run eval "${BERT[@]}" run.name=rte data.task=rte model.num_labels=2 data.eval_limit=5 data.do_lower_case=false

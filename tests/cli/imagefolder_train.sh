@@ -4,7 +4,7 @@
 # classes, baseline/progressive/4:4:4/greyscale JPEGs of varied sizes plus files the loader must
 # skip); per-channel normalization through overrides; resume is bit-exact (N then 2N == 2N straight,
 # resuming mid-epoch) and decodes only the batches it trains on; data.train_limit / eval_limit apply;
-# wrong model.num_labels and a missing val/ are one-line errors; configs/vit_imagefolder.yaml loads.
+# a validation split held out of train/ (data.validation_size, eval.split=validation); wrong model.num_labels and a missing val/ are one-line errors; configs/vit_imagefolder.yaml loads.
 source "$(dirname "$0")/lib.sh" "$@"
 need_fmnist
 need_pillow
@@ -73,6 +73,25 @@ qft_run eval "${VIT[@]}" run.name=limits data.eval_limit=7
 check "eval JSON: examples $(json_field examples) == data.eval_limit (7)" test "$(json_field examples)" = 7
 qft_run eval "${VIT[@]}" run.name=limits data.eval_limit=2
 expect_error "data.eval_limit below the number of classes" eval 1 "data.eval_limit = 2" "fewer than the $CLASSES classes"
+
+# A validation split held out of train/: 4 of its 10 images (one per class, the leftover to the largest
+# remainder) leave training (6 -> 1 batch of 4 an epoch) and are evaluated with the eval transform.
+qft_run train "${VIT[@]}" run.name=val train.steps=2 data.validation_size=4 eval.split=validation
+expect_ok "train with data.validation_size=4 eval.split=validation"
+check "train JSON: train_examples $(json_field train_examples) == 6, eval_split validation" \
+    test "$(json_field train_examples)" = 6 -a "$(json_field eval_split)" = validation
+check "metrics.jsonl: the evaluations used the 4 validation images" \
+    grep -q '"eval_split": "validation", "eval_loss": [0-9.]*, "eval_accuracy": [0-9.]*, "eval_examples": 4' \
+    "$RUNS/val/metrics.jsonl"
+VAL_ACC=$(json_field eval_accuracy)
+qft_run eval "${VIT[@]}" run.name=val data.validation_size=4 eval.split=validation data.workers=1
+expect_ok "qft eval eval.split=validation on an image folder"
+check "eval JSON: split validation, 4 examples, training's accuracy ($VAL_ACC)" \
+    test "$(json_field split)" = validation -a "$(json_field examples)" = 4 -a "$(json_field accuracy)" = "$VAL_ACC"
+check "stderr names the validation split" grep -q "imagefolder: validation [0-9]* file(s) skipped" "$ERR"
+qft_run train "${VIT[@]}" run.name=val2 train.steps=1 data.validation_size=2
+expect_error "data.validation_size below the number of classes" train 1 "data.validation_size = 2" \
+    "fewer than the $CLASSES classes"
 
 # Errors: one line each.
 qft_run train "${VIT[@]}" run.name=labels train.steps=1 model.num_labels=$((CLASSES + 2))
