@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "core/rng.h"
 #include "io/config.h"
 #include "method/methods.h"
 #include "model/model.h"
@@ -102,6 +103,123 @@ static void test_statistics(void) {
     free(x);
     free(out);
     free(again);
+}
+
+// Noise of element i, centred and in steps, as the contract in backend.h writes it: word i & 3 of Philox block
+// i >> 2; Gaussian elements pair words (0, 1) and (2, 3) with the cos and the sin branch of Box-Muller.
+static float reference_value(const qft_quant_noise *noise, size_t i) {
+    qft_philox_block b = qft_philox_block_at(noise->seed, noise->stream, i >> 2);
+    float u = qft_uint_to_unit_float(b.v[i & 3]);
+    if (noise->kind == QFT_NOISE_UNIFORM) return u - 0.5f;
+    if (noise->kind == QFT_NOISE_BERNOULLI) return u;
+    size_t pair = i & 2;
+    float radius = sqrtf(-2.0f * logf(1.0f - qft_uint_to_unit_float(b.v[pair])));
+    float angle = 6.283185307179586f * qft_uint_to_unit_float(b.v[pair + 1]);
+    return radius * (i & 1 ? sinf(angle) : cosf(angle)) / sqrtf(12.0f);
+}
+
+static size_t reference_group(const qft_fq_layout *l, int r, int c, int C) {
+    switch (l->axis) {
+    case QFT_FQ_PER_TENSOR: return 0;
+    case QFT_FQ_PER_ROW: return (size_t)r;
+    case QFT_FQ_PER_COLUMN: return (size_t)c;
+    case QFT_FQ_PER_ROW_GROUP: return (size_t)r * (C / l->group_size) + c / l->group_size;
+    default: return (size_t)l->column_group[c];
+    }
+}
+
+// The op against that mapping, element by element, for every layout and kind, with a zero point, rows that
+// begin inside a Philox block (C = 38, not a multiple of 4, shorter than the op's tiles), clipped values and NaN.
+static void test_reference(void) {
+    int rows = 53, C = 38;
+    size_t n = (size_t)rows * C;
+    float *x = random_tensor(n, -1.0f, 1.0f), *out = malloc(n * sizeof(float));
+    x[5] = NAN, x[77] = 40.0f, x[78] = -40.0f;
+    float scale[64 * 53], zero_point[64 * 53];  // enough for the largest group count (rows * C / 2)
+    for (int k = 0; k < 64 * 53; k++) scale[k] = 0.05f + 0.01f * (k % 7), zero_point[k] = (float)(k % 5) - 2.0f;
+    int32_t column_group[38];
+    for (int c = 0; c < C; c++) column_group[c] = (c * 7 + c / 3) % 5;
+    const qft_fq_axis axes[] = {QFT_FQ_PER_TENSOR, QFT_FQ_PER_ROW, QFT_FQ_PER_COLUMN, QFT_FQ_PER_ROW_GROUP,
+                                QFT_FQ_COLUMN_MAP};
+    for (int a = 0; a < 5; a++) {
+        qft_fq_layout layout = {.qmin = -8, .qmax = 7, .axis = axes[a], .group_size = 2, .column_group = column_group};
+        for (int kind = QFT_NOISE_UNIFORM; kind <= QFT_NOISE_BERNOULLI; kind++) {
+            qft_quant_noise noise = {kind, 1.3f, 0.4f, 0x5eed, 77};
+            size_t bad = be->quant_noise_forward(out, x, scale, zero_point, rows, C, &layout, &noise);
+            size_t wrong = 0, first = n;
+            for (int r = 0; r < rows; r++) {
+                for (int c = 0; c < C; c++) {
+                    size_t i = (size_t)r * C + c, k = reference_group(&layout, r, c, C);
+                    float s = scale[k], z = fminf(fmaxf(rintf(zero_point[k]), -8.0f), 7.0f);
+                    float lo = (-8.0f - z) * s, hi = (7.0f - z) * s, q = rintf(x[i] * (1.0f / s)) + z, want;
+                    if (q != q) want = x[i];
+                    else if (q < -8.0f || q > 7.0f) want = q < -8.0f ? lo : hi;
+                    else {
+                        float v = reference_value(&noise, i);
+                        float y = kind == QFT_NOISE_BERNOULLI ? (v < noise.p ? (q - z) * s : x[i])
+                                                              : x[i] + noise.amplitude * s * v;
+                        want = fminf(fmaxf(y, lo), hi);
+                    }
+                    int same = want != want ? out[i] != out[i] : fabsf(out[i] - want) <= 1e-6f * (fabsf(want) + s);
+                    if (!same && first == n) first = i;
+                    wrong += !same;
+                }
+            }
+            CHECK(bad == 1 && wrong == 0, "layout %d, noise kind %d: %zu of %zu elements differ from the reference "
+                  "(first %zu), %zu non-finite", (int)axes[a], kind, wrong, n, first, bad);
+        }
+    }
+    free(x), free(out);
+}
+
+// Four neighbouring elements share a Philox block: their noise is uncorrelated (uniform: different words;
+// Gaussian: the cos and sin branches of one Box-Muller pair and the two pairs), and it is a function of the
+// flattened index only, so other row lengths (C not a multiple of 4, rows beginning inside a block) and
+// other thread counts give the same bits.
+static void test_shared_blocks(void) {
+    int rows = 2048, C = 128;
+    size_t n = (size_t)rows * C;
+    qft_fq_layout layout = {.qmin = 0, .qmax = 255, .axis = QFT_FQ_PER_TENSOR};
+    float s = 4.0f / 255.0f, z = 128.0f;
+    float *x = random_tensor(n, -1.5f, 1.5f), *out = malloc(n * sizeof(float)), *again = malloc(n * sizeof(float));
+    for (int kind = QFT_NOISE_UNIFORM; kind <= QFT_NOISE_GAUSSIAN; kind++) {
+        qft_quant_noise noise = {kind, 1.0f, 0.0f, 12, 34};
+        be->quant_noise_forward(out, x, &s, &z, rows, C, &layout, &noise);
+        // corr[d]: elements 4j + d and 4j + d + 1 (d = 0: word 0 and 1, the Gaussian cos and sin of one pair).
+        double corr[3];
+        for (int d = 0; d < 3; d++) {
+            double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+            size_t m = n / 4;
+            for (size_t j = 0; j < m; j++) {
+                double ea = ((double)out[4 * j + d] - x[4 * j + d]) / s;
+                double eb = ((double)out[4 * j + d + 1] - x[4 * j + d + 1]) / s;
+                sa += ea, sb += eb, saa += ea * ea, sbb += eb * eb, sab += ea * eb;
+            }
+            double cov = sab / m - sa / m * sb / m;
+            corr[d] = cov / sqrt((saa / m - sa / m * sa / m) * (sbb / m - sb / m * sb / m));
+        }
+        CHECK(fabs(corr[0]) < 0.02 && fabs(corr[1]) < 0.02 && fabs(corr[2]) < 0.02,
+              "%s noise: neighbours in one Philox block correlate: %.4f (4j, 4j+1), %.4f (4j+1, 4j+2), "
+              "%.4f (4j+2, 4j+3)", kind ? "gaussian" : "uniform", corr[0], corr[1], corr[2]);
+        printf("%s noise, neighbours in one block: corr %.4f / %.4f / %.4f over %zu pairs\n",
+               kind ? "gaussian" : "uniform", corr[0], corr[1], corr[2], n / 4);
+        // The same flat tensor as [rows', C'] for other C' (odd, 2 mod 4, shorter than a tile), 1 and 2 threads.
+        const int widths[] = {127, 131, 1000, 38, 5};
+        int threads = omp_get_max_threads(), differ = 0;
+        for (int w = 0; w < 5; w++) {
+            int C2 = widths[w], rows2 = (int)(n / C2);
+            for (int t = 1; t <= 2; t++) {
+                omp_set_num_threads(t);
+                memset(again, 0, n * sizeof(float));
+                be->quant_noise_forward(again, x, &s, &z, rows2, C2, &layout, &noise);
+                differ += memcmp(out, again, (size_t)rows2 * C2 * sizeof(float)) != 0;
+            }
+        }
+        omp_set_num_threads(threads);
+        CHECK(differ == 0, "%s noise: %d of 10 reshaped / re-threaded runs differ from [%d, %d] at %d threads",
+              kind ? "gaussian" : "uniform", differ, rows, C, threads);
+    }
+    free(x), free(out), free(again);
 }
 
 // The residual op: values spread evenly over many steps have a = sqrt(12 mean r^2) ~ 1; values on the grid 0;
@@ -234,6 +352,8 @@ static void test_model(void) {
 int main(void) {
     be = qft_backend_cpu();
     test_statistics();
+    test_reference();
+    test_shared_blocks();
     test_residual();
     test_gradient();
     test_model();

@@ -253,13 +253,18 @@ typedef struct qft_backend {
     void (*outlier_penalty_backward)(float *dx, const float *x, size_t n, float mu, float tau, float p, float coef);
     // Quantization noise in place of Q(x) for x [rows, C] with the fake-quant layout (METHODS.md §8 [ours]).
     // Where the quantizer clips (code rint(x/s) + z outside [qmin, qmax]) out is the clipped level, exactly
-    // as fake_quant_forward; elsewhere, with s the element's scale and u0..u2 the uniforms of Philox block
-    // (seed, stream, counter = element index r*C + c):
-    //   uniform:   out = x + amplitude * s * (u0 - 1/2)
-    //   gaussian:  out = x + amplitude * s * g / sqrt(12), g = Box-Muller(u0, u1) ~ N(0, 1) (same variance)
-    //   bernoulli: out = u2 < p ? Q(x) : x   (Quant-Noise, Fan et al. 2021: x + M * sg(Q(x) - x))
-    // and out is then clamped to the quantizer's range. The backward is the quantizer's own (STE / LSQ):
-    // identity where the quantizer does not clip. Returns the number of non-finite inputs. out may alias inp.
+    // as fake_quant_forward; elsewhere, with s the element's scale, i = r*C + c its flattened index and
+    // u0..u3 the uniforms (qft_uint_to_unit_float) of the four words of Philox block
+    // qft_philox_block_at(seed, stream, counter = i >> 2), which four consecutive elements share:
+    //   uniform:   out = x + amplitude * s * (u[i & 3] - 1/2)   (u[i & 3] = qft_philox_uniform(seed, stream, i))
+    //   gaussian:  out = x + amplitude * s * g / sqrt(12), g ~ N(0, 1) (same variance): Box-Muller on the word
+    //              pair (ua, ub) = (u0, u1) for i & 3 in {0, 1}, (u2, u3) for {2, 3}; R = sqrt(-2 ln(1 - ua)),
+    //              t = 2 pi ub, g = R cos t for i & 3 in {0, 2}, R sin t for {1, 3}
+    //   bernoulli: out = u[i & 3] < p ? Q(x) : x   (Quant-Noise, Fan et al. 2021: x + M * sg(Q(x) - x))
+    // and out is then clamped to the quantizer's range. The noise of an element depends on (seed, stream, i)
+    // only, not on the thread count or on where rows begin within a block. The backward is the quantizer's
+    // own (STE / LSQ): identity where the quantizer does not clip. Returns the number of non-finite inputs.
+    // out may alias inp.
     size_t (*quant_noise_forward)(float *out, const float *inp, const float *scale, const float *zero_point,
                                   int rows, int C, const qft_fq_layout *layout, const qft_quant_noise *noise);
     // The rounding residual of the real quantizer, for the noise amplitude: *sum_sq = sum over the elements

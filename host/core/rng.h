@@ -41,12 +41,17 @@ static inline float qft_uint_to_unit_float(uint32_t x) {
     return (float)(x >> 8) * (1.0f / 16777216.0f);
 }
 
+// Philox block number `counter` of stream `stream` under `seed`: counter in (c0, c1), stream in (c2, c3),
+// seed as the key. Element `index` of a stream uses word index & 3 of block index >> 2.
+static inline qft_philox_block qft_philox_block_at(uint64_t seed, uint64_t stream, uint64_t counter) {
+    return qft_philox4x32((uint32_t)counter, (uint32_t)(counter >> 32), (uint32_t)stream, (uint32_t)(stream >> 32),
+                          (uint32_t)seed, (uint32_t)(seed >> 32));
+}
+
 // Uniform [0,1) number for element `index` of stream `stream` under `seed`.
 // Four consecutive indices share one Philox block.
 static inline float qft_philox_uniform(uint64_t seed, uint64_t stream, uint64_t index) {
-    qft_philox_block b = qft_philox4x32((uint32_t)(index >> 2), (uint32_t)(index >> 34),
-                                        (uint32_t)stream, (uint32_t)(stream >> 32),
-                                        (uint32_t)seed, (uint32_t)(seed >> 32));
+    qft_philox_block b = qft_philox_block_at(seed, stream, index >> 2);
     return qft_uint_to_unit_float(b.v[index & 3]);
 }
 

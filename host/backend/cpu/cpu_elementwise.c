@@ -1,5 +1,6 @@
-// Elementwise ops on the CPU: the residual add and Philox dropout. The dropout mask is a pure
-// function of (seed, stream, element index), recomputed in backward and never stored.
+// Elementwise ops on the CPU: the residual add, Philox dropout and the vectorized Philox generator it shares
+// with the noise op (cpu_method.c). The dropout mask is a pure function of (seed, stream, element index),
+// recomputed in backward and never stored.
 #include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
@@ -21,13 +22,11 @@ void cpu_add_backward(float *da, float *db, const float *dout, size_t n) {
     }
 }
 
-// Philox blocks computed this many at a time, one per SIMD lane: the same rounds as qft_philox4x32
-// in core/rng.h, written over lane arrays so the compiler vectorizes them (~10x the scalar rate).
-enum { PHILOX_LANES = 16 };
+// The same rounds as qft_philox4x32 in core/rng.h, written over lane arrays (one block per SIMD lane) so
+// the compiler vectorizes them (~10x the scalar rate). Contract in cpu_ops.h.
+enum { PHILOX_LANES = QFT_CPU_PHILOX_LANES };
 
-// uniforms[lane * 4 + word] = the four uniforms of Philox block (first_block + lane), i.e. exactly
-// qft_philox_uniform(seed, stream, 4 * (first_block + lane) + word).
-static void philox_uniform_blocks(float *restrict uniforms, uint64_t first_block, uint64_t seed, uint64_t stream) {
+void cpu_philox_uniform_blocks(float *restrict uniforms, uint64_t first_block, uint64_t seed, uint64_t stream) {
     const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
     uint32_t words[4][PHILOX_LANES];
 #pragma omp simd
@@ -65,7 +64,7 @@ static void dropout_apply(float *out, const float *inp, size_t n, float p, uint6
 #pragma omp parallel for schedule(static) if (n > QFT_CPU_PARALLEL_MIN_COMPUTE)
     for (size_t group = 0; group < group_count; group++) {
         float uniforms[ELEMENTS_PER_GROUP];
-        philox_uniform_blocks(uniforms, group * PHILOX_LANES, seed, stream);
+        cpu_philox_uniform_blocks(uniforms, group * PHILOX_LANES, seed, stream);
         size_t begin = group * ELEMENTS_PER_GROUP;
         size_t width = n - begin < (size_t)ELEMENTS_PER_GROUP ? n - begin : (size_t)ELEMENTS_PER_GROUP;
         if (accumulate) {

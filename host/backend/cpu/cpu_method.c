@@ -116,43 +116,116 @@ static inline quant_grid grid_at(const float *scale, const float *zero_point, si
     return g;
 }
 
+// Noise tiles: NOISE_TILE consecutive elements of the flattened tensor, starting at a multiple of NOISE_TILE,
+// take their noise from the QFT_CPU_PHILOX_LANES Philox blocks (four elements a block) computed together.
+enum { NOISE_TILE = QFT_CPU_PHILOX_LANES * 4 };
+
+// values[j] = the noise of element tile + j before the factor amplitude * s, in place from its uniform u_j
+// (tile a multiple of 4, so element j uses word j & 3 of block (tile + j) >> 2): uniform u_j - 1/2;
+// Gaussian Box-Muller on the word pairs (0, 1) and (2, 3) of each block, the cos branch for the first
+// element of a pair and the sin branch for the second, over sqrt(12); Bernoulli u_j itself (compared with p).
+static void noise_of_uniforms(float values[NOISE_TILE], qft_noise_kind kind) {
+    const float inv_sqrt12 = 0.28867513459481287f, two_pi = 6.283185307179586f;
+    switch (kind) {
+    case QFT_NOISE_GAUSSIAN:
+        for (int j = 0; j < NOISE_TILE; j += 2) {
+            // 1 - u lies in (0, 1], so the log is finite.
+            float radius = sqrtf(-2.0f * logf(1.0f - values[j])) * inv_sqrt12, angle = two_pi * values[j + 1];
+            values[j] = radius * cosf(angle);
+            values[j + 1] = radius * sinf(angle);
+        }
+        break;
+    case QFT_NOISE_BERNOULLI: break;
+    default:
+        for (int j = 0; j < NOISE_TILE; j++) values[j] -= 0.5f;
+        break;
+    }
+}
+
+// One element: the quantizer's clipped level where it clips (NaN stays NaN), the noisy value clamped to the range
+// elsewhere. v is the element's noise value (noise_of_uniforms), s and z its grid. Branch-free, so runs vectorize;
+// the comparisons clamp as fmaxf(y, lo) and fminf(., hi) do (lo and hi are not NaN where the quantizer
+// does not clip).
+static inline float noise_element(float x, float v, float s, float z, float qmin, float qmax, int bernoulli,
+                                  float amplitude, float p) {
+    float inv_scale = 1.0f / s;  // as fake_quant_forward: 1/s in float
+    float lo = (qmin - z) * s, hi = (qmax - z) * s;
+    float q = rintf(x * inv_scale) + z;
+    float y = bernoulli ? (v < p ? (q - z) * s : x) : x + amplitude * s * v;
+    y = y >= lo ? y : lo;
+    y = y <= hi ? y : hi;
+    float clipped = q != q ? x : (q < qmin ? lo : hi);
+    return q >= qmin && q <= qmax ? y : clipped;
+}
+
+// The grid (s[e], z[e]) of the n elements (r, c0) .. (r, c0 + n - 1) of one row, as grid_at gives it.
+static void noise_grid(float *s, float *z, const float *scale, const float *zero_point, const qft_fq_layout *layout,
+                       int r, int c0, size_t n, int C, float qmin, float qmax) {
+    switch (layout->axis) {
+    case QFT_FQ_PER_TENSOR:
+    case QFT_FQ_PER_ROW: {  // one group for the whole run
+        size_t k = cpu_fq_group(layout, r, c0, C);
+        float sk = scale[k], zk = cpu_fq_zero_point(zero_point, k, qmin, qmax);
+        for (size_t e = 0; e < n; e++) s[e] = sk, z[e] = zk;
+        return;
+    }
+    case QFT_FQ_PER_COLUMN:
+        for (size_t e = 0; e < n; e++) s[e] = scale[c0 + e];
+        if (!zero_point) {
+            for (size_t e = 0; e < n; e++) z[e] = 0.0f;
+            return;
+        }
+        for (size_t e = 0; e < n; e++) z[e] = cpu_fq_zero_point(zero_point, c0 + e, qmin, qmax);
+        return;
+    default:
+        for (size_t e = 0; e < n; e++) {
+            size_t k = cpu_fq_group(layout, r, c0 + (int)e, C);
+            s[e] = scale[k];
+            z[e] = cpu_fq_zero_point(zero_point, k, qmin, qmax);
+        }
+    }
+}
+
+// noise_element over a run of n elements; returns how many inputs are not finite.
+static inline __attribute__((always_inline)) unsigned noise_run(float *out, const float *x, const float *v,
+                                                                const float *s, const float *z, size_t n, float qmin,
+                                                                float qmax, int bernoulli, float amplitude, float p) {
+    unsigned bad = 0;
+    // omp simd: out may alias x, which a plain loop would have to check for at run time.
+#pragma omp simd reduction(+ : bad)
+    for (size_t e = 0; e < n; e++) {
+        bad += !(fabsf(x[e]) <= FLT_MAX);
+        out[e] = noise_element(x[e], v[e], s[e], z[e], qmin, qmax, bernoulli, amplitude, p);
+    }
+    return bad;
+}
+
 size_t cpu_quant_noise_forward(float *out, const float *inp, const float *scale, const float *zero_point, int rows,
                                int C, const qft_fq_layout *layout, const qft_quant_noise *noise) {
-    size_t bad = 0;
+    size_t bad = 0, n = (size_t)rows * C;
+    if (n == 0) return 0;
+    size_t tiles = (n + NOISE_TILE - 1) / NOISE_TILE;
     float qmin = (float)layout->qmin, qmax = (float)layout->qmax;
-    const float inv_sqrt12 = 0.28867513459481287f, two_pi = 6.283185307179586f;
-#pragma omp parallel for schedule(static) reduction(+ : bad) if ((size_t)rows * C > QFT_CPU_PARALLEL_MIN_COMPUTE)
-    for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < C; c++) {
-            size_t i = (size_t)r * C + c;
-            float x = inp[i];
-            quant_grid g = grid_at(scale, zero_point, cpu_fq_group(layout, r, c, C), layout);
-            bad += !(fabsf(x) <= FLT_MAX);
-            float q = rintf(x * g.inv_scale) + g.zero_point;
-            if (!(q >= qmin && q <= qmax)) {  // clipped (or NaN): the quantizer's own output
-                out[i] = q != q ? x : (q < qmin ? g.lo : g.hi);
-                continue;
-            }
-            qft_philox_block b = qft_philox4x32((uint32_t)i, (uint32_t)((uint64_t)i >> 32), (uint32_t)noise->stream,
-                                                (uint32_t)(noise->stream >> 32), (uint32_t)noise->seed,
-                                                (uint32_t)(noise->seed >> 32));
-            float u0 = qft_uint_to_unit_float(b.v[0]), y;
-            switch (noise->kind) {
-            case QFT_NOISE_GAUSSIAN: {
-                // Box-Muller; 1 - u0 lies in (0, 1], so the log is finite.
-                float u1 = qft_uint_to_unit_float(b.v[1]);
-                float gauss = sqrtf(-2.0f * logf(1.0f - u0)) * cosf(two_pi * u1);
-                y = x + noise->amplitude * g.scale * gauss * inv_sqrt12;
-                break;
-            }
-            case QFT_NOISE_BERNOULLI:
-                y = qft_uint_to_unit_float(b.v[2]) < noise->p ? (q - g.zero_point) * g.scale : x;
-                break;
-            default:
-                y = x + noise->amplitude * g.scale * (u0 - 0.5f);
-                break;
-            }
-            out[i] = fminf(fmaxf(y, g.lo), g.hi);
+    int bernoulli = noise->kind == QFT_NOISE_BERNOULLI;
+    // Tiles of the flattened index, not rows: the noise of element i comes from block i >> 2 whatever the
+    // thread split and wherever rows begin and end (a row may begin inside a block).
+#pragma omp parallel for schedule(static) reduction(+ : bad) if (n > QFT_CPU_PARALLEL_MIN_COMPUTE)
+    for (size_t t = 0; t < tiles; t++) {
+        size_t begin = t * NOISE_TILE, width = n - begin < NOISE_TILE ? n - begin : NOISE_TILE;
+        float values[NOISE_TILE], s[NOISE_TILE], z[NOISE_TILE];
+        cpu_philox_uniform_blocks(values, begin / 4, noise->seed, noise->stream);
+        noise_of_uniforms(values, noise->kind);
+        // The tile's runs within one row: their grids, then the elements.
+        for (size_t j = 0; j < width;) {
+            int r = (int)((begin + j) / (size_t)C), c0 = (int)((begin + j) % (size_t)C);
+            size_t run = width - j < (size_t)(C - c0) ? width - j : (size_t)(C - c0);
+            noise_grid(s, z, scale, zero_point, layout, r, c0, run, C, qmin, qmax);
+            // Two call sites with a constant kind flag, so each loop vectorizes without a select on it.
+            bad += bernoulli ? noise_run(out + begin + j, inp + begin + j, values + j, s, z, run, qmin, qmax, 1,
+                                         noise->amplitude, noise->p)
+                             : noise_run(out + begin + j, inp + begin + j, values + j, s, z, run, qmin, qmax, 0,
+                                         noise->amplitude, noise->p);
+            j += run;
         }
     }
     return bad;

@@ -122,6 +122,11 @@ void cpu_select_tokens_backward(float *dinp, const float *dout, int B, int T, in
 
 void cpu_add_forward(float *out, const float *a, const float *b, size_t n);
 void cpu_add_backward(float *da, float *db, const float *dout, size_t n);
+// Philox blocks computed QFT_CPU_PHILOX_LANES at a time, one per SIMD lane (cpu_elementwise.c):
+// uniforms[lane * 4 + word] = the four uniforms of Philox block (first_block + lane), i.e. exactly
+// qft_philox_uniform(seed, stream, 4 * (first_block + lane) + word) of core/rng.h.
+#define QFT_CPU_PHILOX_LANES 16
+void cpu_philox_uniform_blocks(float *restrict uniforms, uint64_t first_block, uint64_t seed, uint64_t stream);
 void cpu_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed, uint64_t stream);
 void cpu_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint64_t stream);
 
