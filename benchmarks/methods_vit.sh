@@ -13,7 +13,8 @@
 #                 MSE calibrator init; attention probabilities uniform unsigned, minmax; patch embedding and
 #                 head 8-bit), $EPOCHS epochs, lr $LR, warmup $WARMUP, weight_decay 0, seed 1337
 #   + KD          kd.enabled, alpha $KD_ALPHA, T $KD_T (teacher = the FP model)
-#   penalty       penalty.lambda = $PENALTY (picked by the W4A4 sweep over $SWEEP, reported), defaults otherwise
+#   penalty       penalty.lambda = $PENALTY (picked by the W4A4 sweep over $SWEEP on a validation split: 5000
+#                 training images held out, data.validation_size / eval.split; reported), defaults otherwise
 #   noise         noise.kind uniform, adaptation every 50 steps (default), noise.anneal $NOISE_ANNEAL
 #   penalty+noise both
 #   p+n+PTQ-after the penalty+noise run's weights (model.safetensors, no quantizer state), fresh
@@ -26,7 +27,9 @@
 #
 # Knobs (environment): QFT_BIN (build/qft), RUNS (runs), FP_RUN (vit_fmnist), OUT_DIR (runs/methods_vit),
 # WIDTHS ("4 6 8": the order the columns are run in), EPOCHS (2), LR (2e-4), WARMUP (50),
-# KD_ALPHA (0.5), KD_T (2), SWEEP ("0.01 0.1 1"), PENALTY (empty = the sweep's best), NOISE_ANNEAL (0.2),
+# KD_ALPHA (0.5), KD_T (2), SWEEP ("1e-4 1e-3 1e-2"), PENALTY (empty = the sweep's best), NOISE_ANNEAL (0.2),
+# WITH_KD (1 = the penalty / noise rows and the sweep also distil from the FP model, as QAT LSQ + KD; their
+# run names and result rows get the suffix _kd),
 # SKIP_PTQ (1 = reuse $OUT_DIR/ptq from an earlier run), ROWS (which rows to run, default all),
 # SEED (1337; another seed passes run.seed and suffixes the run names and result rows with _s<seed>;
 # give PENALTY and SKIP_PTQ=1 to reuse the first run's sweep and PTQ; the table shows seed 1337),
@@ -43,12 +46,13 @@ LR=${LR:-2e-4}
 WARMUP=${WARMUP:-50}
 KD_ALPHA=${KD_ALPHA:-0.5}
 KD_T=${KD_T:-2}
-SWEEP=${SWEEP:-"0.01 0.1 1"}
+SWEEP=${SWEEP:-"1e-4 1e-3 1e-2"}
 PENALTY=${PENALTY:-}
 NOISE_ANNEAL=${NOISE_ANNEAL:-0.2}
 ROWS=${ROWS:-"qat kd penalty noise pn pnptq repq"}
 SEED=${SEED:-1337}
 S=""; [ "$SEED" = 1337 ] || S="_s$SEED"   # run-name suffix of another seed
+K=""; [ "${WITH_KD:-0}" = 1 ] && K="_kd"   # suffix of the method rows distilled from the FP model
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 mkdir -p "$OUT"
 RES="$OUT/results.tsv"   # row <tab> width <tab> accuracy <tab> note
@@ -117,42 +121,40 @@ finetune() {  # finetune ROW W EXTRA...: train, then qft eval the final checkpoi
 }
 kd_args=(kd.enabled=true "kd.alpha=$KD_ALPHA" "kd.temperature=$KD_T")
 noise_args=(noise.kind=uniform "noise.anneal=$NOISE_ANNEAL")
+method_args=()   # what every penalty / noise row adds
+[ -n "$K" ] && method_args=("${kd_args[@]}")
+val_args=(data.validation_size=5000 eval.split=validation)
 
 if has penalty || has pn || has pnptq; then
     if [ -z "$PENALTY" ]; then
         best=-1
         for lam in $SWEEP; do
-            if ! grep -q "^sweep_$lam	4	" "$RES"; then finetune "sweep_$lam" 4 "penalty.lambda=$lam"; fi
-            a=$(awk -F'\t' -v r="sweep_$lam" '$1 == r && $2 == 4 { v = $3 } END { print v }' "$RES")
+            if ! grep -q "^sweep$K""_$lam	4	" "$RES"; then
+                finetune "sweep$K""_$lam" 4 "penalty.lambda=$lam" "${method_args[@]}" "${val_args[@]}"
+            fi
+            a=$(awk -F'\t' -v r="sweep$K""_$lam" '$1 == r && $2 == 4 { v = $3 } END { print v }' "$RES")
             if awk -v a="$a" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$a; PENALTY=$lam; fi
         done
-        echo "penalty.lambda = $PENALTY (W4A4 sweep)" >&2
+        echo "penalty.lambda = $PENALTY (W4A4 sweep, validation accuracy)" >&2
     fi
 fi
 for w in $WIDTHS; do
     has qat && finetune qat "$w"
     has kd && finetune kd "$w" "${kd_args[@]}"
-    if has penalty; then
-        if [ "$w" = 4 ] && grep -q "^sweep_$PENALTY	4	" "$RES"; then   # the sweep's run is this cell
-            a=$(awk -F'\t' -v r="sweep_$PENALTY" '$1 == r && $2 == 4 { v = $3 } END { print v }' "$RES")
-            record penalty 4 "$a" "= sweep run lambda $PENALTY"
-        else
-            finetune penalty "$w" "penalty.lambda=$PENALTY"
-        fi
-    fi
-    has noise && finetune noise "$w" "${noise_args[@]}"
-    if has pn || has pnptq; then finetune pn "$w" "penalty.lambda=$PENALTY" "${noise_args[@]}"; fi
+    has penalty && finetune "penalty$K" "$w" "penalty.lambda=$PENALTY" "${method_args[@]}"
+    has noise && finetune "noise$K" "$w" "${noise_args[@]}" "${method_args[@]}"
+    if has pn || has pnptq; then finetune "pn$K" "$w" "penalty.lambda=$PENALTY" "${noise_args[@]}" "${method_args[@]}"; fi
     if has pnptq; then
-        name="mv_pnptq_w$w$S"
+        name="mv_pnptq$K""_w$w$S"
         y="$OUT/pnptq_w$w.yaml"
         sed -E "s/^( *- *\{.*)\}( *)$/\1, $(cal_fields "${best_cal[$w]}")}\2/" "configs/quant/w${w}a${w}.yaml" > "$y"
         rm -rf "${RUNS:?}/$name"
-        args=("${base[@]}" --config "$y" "run.name=$name" "eval.checkpoint=$RUNS/mv_pn_w$w$S/model.safetensors")
+        args=("${base[@]}" --config "$y" "run.name=$name" "eval.checkpoint=$RUNS/mv_pn$K""_w$w$S/model.safetensors")
         if "$QFT" calibrate "${args[@]}" > "$OUT/$name.calibrate.json" 2> "$OUT/$name.err" &&
             "$QFT" eval "${args[@]}" > "$OUT/$name.eval.json" 2>> "$OUT/$name.err"; then
-            record "pnptq$S" "$w" "$(json_field accuracy < "$OUT/$name.eval.json")" "calibrator ${best_cal[$w]}"
+            record "pnptq$K$S" "$w" "$(json_field accuracy < "$OUT/$name.eval.json")" "calibrator ${best_cal[$w]}"
         else
-            record "pnptq$S" "$w" error "see $OUT/$name.*"
+            record "pnptq$K$S" "$w" error "see $OUT/$name.*"
         fi
     fi
     if has repq; then
@@ -182,9 +184,6 @@ for w in $WIDTHS; do
 done
 
 # ---- tables ----
-if [ -z "$PENALTY" ]; then  # TABLE_ONLY: the sweep's best from the results
-    PENALTY=$(awk -F'\t' '$1 ~ /^sweep_/ && $2 == 4 && $3 > b { b = $3; l = substr($1, 7) } END { print l }' "$RES")
-fi
 cell() {  # cell ROW W: "acc (+pp)" from the last result of that row and width
     local a
     a=$(awk -F'\t' -v r="$1" -v w="$2" '$1 == r && $2 == w { v = $3 } END { print v }' "$RES")
@@ -192,6 +191,7 @@ cell() {  # cell ROW W: "acc (+pp)" from the last result of that row and width
     if [ "$a" = error ]; then echo "error"; return; fi
     awk -v a="$a" -v f="$fp" 'BEGIN { printf "%.4f (%+.2f)", a, 100 * (a - f) }'
 }
+has_row() { awk -F'\t' -v r="$1" '$1 == r { f = 1 } END { exit !f }' "$RES"; }
 cols="8 6 4"
 header="| method |"; rule="|---|"; fp_row="| FP |"; ptq_row="| PTQ best calibrator |"
 for w in $cols; do
@@ -203,16 +203,19 @@ for w in $cols; do
     fi
 done
 echo "$header"; echo "$rule"; echo "$fp_row"; echo "$ptq_row"
-for r in "qat:QAT LSQ" "kd:QAT LSQ + KD" "penalty:outlier penalty (lambda $PENALTY)" "noise:noise (uniform, adaptive)" \
-         "pn:penalty + noise" "pnptq:penalty + noise + PTQ-after" "repq:RepQ-folded (PTQ)"; do
+for r in "qat:QAT LSQ" "kd:QAT LSQ + KD" "penalty:outlier penalty" "noise:noise (uniform, adaptive)" \
+         "pn:penalty + noise" "pnptq:penalty + noise + PTQ-after" \
+         "penalty_kd:KD + outlier penalty" "noise_kd:KD + noise" "pn_kd:KD + penalty + noise" \
+         "pnptq_kd:KD + penalty + noise + PTQ-after" "repq:RepQ-folded (PTQ)"; do
+    has_row "${r%%:*}" || continue
     row="| ${r#*:} |"
     for w in $cols; do row="$row $(cell "${r%%:*}" "$w") |"; done
     echo "$row"
 done
 echo
-echo "| penalty.lambda (W4A4 sweep) | accuracy |"
-echo "|---|---:|"
-for lam in $SWEEP; do echo "| $lam | $(cell "sweep_$lam" 4) |"; done
+echo "| penalty.lambda (W4A4 sweep) | validation accuracy, without KD | with KD |"
+echo "|---|---:|---:|"
+for lam in $SWEEP; do echo "| $lam | $(cell "sweep_$lam" 4 | cut -d' ' -f1) | $(cell "sweep_kd_$lam" 4 | cut -d' ' -f1) |"; done
 if grep -q '_s[0-9]*	' "$RES"; then  # other seeds (SEED=...): every seed's accuracy per row and width
     echo
     echo "| row | width | accuracy per seed (1337 first) |"

@@ -108,7 +108,7 @@ static void test_model_gradient(const char *what, const char *mode, const char *
     CHECK(qft_model_create(&m, &cfg.model, B, 0, be, 5, &err) == QFT_OK, "%s: model: %s", what, err.message);
     CHECK(qft_model_quant_configure(&m, &cfg.quant.rules, &err) == QFT_OK, "%s: rules: %s", what, err.message);
     CHECK(qft_methods_init(&methods, &cfg, &m, &err) == QFT_OK, "%s: methods: %s", what, err.message);
-    CHECK(m.prune_last_layer == 0, "%s: a penalty on the last layer keeps every token", what);
+    CHECK(m.prune_last_layer == 1, "%s: a penalty on the last layer keeps its pruning (CLS rows only)", what);
     if (m.quant.enabled_count) {
         // A fixed range a little narrower than the activations: some values clip, the rest round.
         for (int i = 0; i < m.quant.count; i++) {

@@ -2,7 +2,6 @@
 // them per training micro-batch (step, seed, annealing, training flag).
 #include "methods.h"
 
-#include <stdio.h>
 #include <string.h>
 
 static void hook_observe(void *ctx, qft_quant_state *st, int site, const float *x, int rows) {
@@ -25,11 +24,8 @@ qft_status qft_methods_init(qft_methods *methods, const qft_config *cfg, qft_mod
     if (status == QFT_OK) status = qft_noise_init(&methods->noise, &cfg->noise, &model->quant, err);
     if (status != QFT_OK) return status;
     if (!methods->penalty.enabled && !methods->noise.enabled) return QFT_OK;
-    char last[32];
-    snprintf(last, sizeof last, "layers.%d.", model->num_layers - 1);
-    if (methods->penalty.enabled && (qft_penalty_covers(&methods->penalty, &model->quant, last) ||
-                                     qft_penalty_covers(&methods->penalty, &model->quant, "final_ln.output")))
-        model->prune_last_layer = 0;
+    // The pruned last ViT layer (model->prune_last_layer) stays pruned: its sites after the attention see
+    // the CLS rows, the only rows the model computes and quantizes there, so those are the ones penalized.
     methods->hooks = (qft_site_hooks){methods, hook_observe, hook_quantize, hook_backward};
     model->quant.hooks = &methods->hooks;
     return QFT_OK;

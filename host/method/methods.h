@@ -19,8 +19,8 @@ typedef struct {
 } qft_methods;
 
 // Reads the penalty and noise sections and attaches the hooks to model->quant (after
-// qft_model_quant_configure). A penalty on the last ViT layer's (or the final LayerNorm's) sites needs
-// every token there, so it turns model->prune_last_layer off. `methods` must outlive the model's use.
+// qft_model_quant_configure). The pruned last ViT layer stays pruned: a penalty there sees the rows the
+// model computes (the CLS rows after its attention). `methods` must outlive the model's use.
 qft_status qft_methods_init(qft_methods *methods, const qft_config *cfg, qft_model *model, qft_error *err);
 void qft_methods_free(qft_methods *methods);
 

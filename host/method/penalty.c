@@ -41,13 +41,6 @@ void qft_penalty_free(qft_penalty *pen) {
     memset(pen, 0, sizeof *pen);
 }
 
-int qft_penalty_covers(const qft_penalty *pen, const qft_quant_state *st, const char *prefix) {
-    size_t len = strlen(prefix);
-    for (int i = 0; i < pen->count; i++)
-        if (pen->sites[i].selected && strncmp(st->sites[i].name, prefix, len) == 0) return 1;
-    return 0;
-}
-
 void qft_penalty_set_step(qft_penalty *pen, long step) {
     long warmup = pen->cfg ? pen->cfg->warmup_steps : 0;
     double ramp = warmup > 0 && step < warmup ? (double)(step + 1) / (double)warmup : 1.0;

@@ -37,9 +37,6 @@ typedef struct {
 qft_status qft_penalty_init(qft_penalty *pen, const qft_penalty_config *cfg, const qft_quant_state *st, qft_error *err);
 void qft_penalty_free(qft_penalty *pen);
 
-// 1 when a selected site's name starts with `prefix` (or equals it).
-int qft_penalty_covers(const qft_penalty *pen, const qft_quant_state *st, const char *prefix);
-
 // lambda at optimizer step `step` (0-based): linear warmup over penalty.warmup_steps.
 void qft_penalty_set_step(qft_penalty *pen, long step);
 
