@@ -234,19 +234,10 @@ static void test_dataset_folder(void) {
         printf("SKIP imagefolder dataset: %s not installed (apt-get install dataset-fashion-mnist)\n", source);
         return;
     }
-    char dir[512], cmd[1200], link[700];
+    char dir[512], link[700];
     qft_test_make_temp_dir(dir, sizeof dir, "qft_imagefolder_ds");
-    snprintf(cmd, sizeof cmd, "python3 datasets/make_imagefolder_fixture.py '%s/fixture'", dir);
-    int rc = system(cmd);
+    int rc = qft_test_imagefolder_root(dir, link, sizeof link);
     CHECK(rc == 0, "fixture maker failed (%d)", rc);
-    snprintf(cmd, sizeof cmd, "%s/fixture", dir);
-    snprintf(link, sizeof link, "%s/root", dir);
-    mkdir(link, 0755);
-    snprintf(link, sizeof link, "%s/root/train", dir);
-    CHECK(symlink(cmd, link) == 0, "link train");
-    snprintf(link, sizeof link, "%s/root/val", dir);
-    CHECK(symlink(cmd, link) == 0, "link val");
-    snprintf(link, sizeof link, "%s/root", dir);
     qft_config cfg;
     qft_config_defaults(&cfg);
     snprintf(cfg.data.dataset, sizeof cfg.data.dataset, "imagefolder");

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int qft_test_passed = 0;
@@ -76,6 +77,23 @@ static inline void qft_test_remove_tree(const char *dir) {
 #ifndef QFT_TEST_RNG_SEED
 #define QFT_TEST_RNG_SEED 0x9E3779B97F4A7C15ull
 #endif
+// The Fashion-MNIST image-folder fixture (datasets/make_imagefolder_fixture.py, run from the source dir)
+// made in <dir>/fixture and linked as <dir>/root/train and <dir>/root/val; `root` gets <dir>/root.
+// Returns 0 on success, else the failing step's status (the caller reports it and removes `dir`).
+static inline int qft_test_imagefolder_root(const char *dir, char *root, size_t size) {
+    char cmd[1200], target[700], link[720];
+    snprintf(cmd, sizeof cmd, "python3 datasets/make_imagefolder_fixture.py '%s/fixture'", dir);
+    int rc = system(cmd);
+    if (rc != 0) return rc;
+    snprintf(target, sizeof target, "%s/fixture", dir);
+    snprintf(root, size, "%s/root", dir);
+    if (mkdir(root, 0755) != 0) return -1;
+    snprintf(link, sizeof link, "%s/train", root);
+    if (symlink(target, link) != 0) return -1;
+    snprintf(link, sizeof link, "%s/val", root);
+    return symlink(target, link) != 0 ? -1 : 0;
+}
+
 static uint64_t test_rng_state __attribute__((unused)) = QFT_TEST_RNG_SEED;
 static inline uint64_t test_rng_next(void) {
     uint64_t z = (test_rng_state += 0x9E3779B97F4A7C15ull);

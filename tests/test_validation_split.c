@@ -264,23 +264,14 @@ static void test_imagefolder(void) {
         printf("SKIP imagefolder validation split: %s not installed\n", source);
         return;
     }
-    char dir[512], cmd[1200], link[700];
+    char dir[512], link[700];
     qft_test_make_temp_dir(dir, sizeof dir, "qft_validation_folder");
-    snprintf(cmd, sizeof cmd, "python3 datasets/make_imagefolder_fixture.py '%s/fixture'", dir);
-    int rc = system(cmd);
+    int rc = qft_test_imagefolder_root(dir, link, sizeof link);
     CHECK(rc == 0, "fixture maker failed (%d): needs python3, run from the source dir", rc);
     if (rc != 0) {
         qft_test_remove_tree(dir);
         return;
     }
-    snprintf(cmd, sizeof cmd, "%s/fixture", dir);
-    snprintf(link, sizeof link, "%s/root", dir);
-    mkdir(link, 0755);
-    snprintf(link, sizeof link, "%s/root/train", dir);
-    CHECK(symlink(cmd, link) == 0, "link train");
-    snprintf(link, sizeof link, "%s/root/val", dir);
-    CHECK(symlink(cmd, link) == 0, "link val");
-    snprintf(link, sizeof link, "%s/root", dir);
     qft_config cfg;
     qft_config_defaults(&cfg);
     snprintf(cfg.data.dataset, sizeof cfg.data.dataset, "imagefolder");
