@@ -34,7 +34,7 @@ static void test_statistics(void) {
     float *x = random_tensor(n, -1.5f, 1.5f), *out = malloc(n * sizeof(float)), *again = malloc(n * sizeof(float));
     float amplitude = 1.7f;
     for (int kind = QFT_NOISE_UNIFORM; kind <= QFT_NOISE_GAUSSIAN; kind++) {
-        qft_quant_noise noise = {kind, amplitude, 0.0f, 99, 5};
+        qft_quant_noise noise = {kind, amplitude, 0.0f, 99, 5, NULL, 0};
         be->quant_noise_forward(out, x, &s, &z, rows, C, &layout, &noise);
         double mean, var, want = (double)amplitude * amplitude / 12.0;
         noise_moments(out, x, n, s, &mean, &var);
@@ -70,7 +70,7 @@ static void test_statistics(void) {
         }
     }
     // Bernoulli: a fraction p of the elements is exactly Q(x), the rest exactly x.
-    qft_quant_noise mix = {QFT_NOISE_BERNOULLI, 1.0f, 0.3f, 99, 5};
+    qft_quant_noise mix = {QFT_NOISE_BERNOULLI, 1.0f, 0.3f, 99, 5, NULL, 0};
     float *q = malloc(n * sizeof(float));
     be->quant_noise_forward(out, x, &s, &z, rows, C, &layout, &mix);
     be->fake_quant_forward(q, x, &s, &z, rows, C, &layout);
@@ -86,7 +86,7 @@ static void test_statistics(void) {
           "(expected 0.3), %zu neither", share, differ - quantized - kept);
     // Clipping: values outside the range give the quantizer's own output, whatever the noise.
     for (size_t i = 0; i < n; i += 7) x[i] *= 3.0f;
-    qft_quant_noise noise = {QFT_NOISE_UNIFORM, 2.0f, 0.0f, 1, 2};
+    qft_quant_noise noise = {QFT_NOISE_UNIFORM, 2.0f, 0.0f, 1, 2, NULL, 0};
     be->quant_noise_forward(out, x, &s, &z, rows, C, &layout, &noise);
     be->fake_quant_forward(q, x, &s, &z, rows, C, &layout);
     float lo = (0 - z) * s, hi = (255 - z) * s;
@@ -144,7 +144,7 @@ static void test_reference(void) {
     for (int a = 0; a < 5; a++) {
         qft_fq_layout layout = {.qmin = -8, .qmax = 7, .axis = axes[a], .group_size = 2, .column_group = column_group};
         for (int kind = QFT_NOISE_UNIFORM; kind <= QFT_NOISE_BERNOULLI; kind++) {
-            qft_quant_noise noise = {kind, 1.3f, 0.4f, 0x5eed, 77};
+            qft_quant_noise noise = {kind, 1.3f, 0.4f, 0x5eed, 77, NULL, 0};
             size_t bad = be->quant_noise_forward(out, x, scale, zero_point, rows, C, &layout, &noise);
             size_t wrong = 0, first = n;
             for (int r = 0; r < rows; r++) {
@@ -183,7 +183,7 @@ static void test_shared_blocks(void) {
     float s = 4.0f / 255.0f, z = 128.0f;
     float *x = random_tensor(n, -1.5f, 1.5f), *out = malloc(n * sizeof(float)), *again = malloc(n * sizeof(float));
     for (int kind = QFT_NOISE_UNIFORM; kind <= QFT_NOISE_GAUSSIAN; kind++) {
-        qft_quant_noise noise = {kind, 1.0f, 0.0f, 12, 34};
+        qft_quant_noise noise = {kind, 1.0f, 0.0f, 12, 34, NULL, 0};
         be->quant_noise_forward(out, x, &s, &z, rows, C, &layout, &noise);
         // corr[d]: elements 4j + d and 4j + d + 1 (d = 0: word 0 and 1, the Gaussian cos and sin of one pair).
         double corr[3];
@@ -255,7 +255,7 @@ static void test_gradient(void) {
     float *ones = malloc(n * sizeof(float));
     float h = 1e-3f;
     for (size_t i = 0; i < n; i++) xp[i] = x[i] + h, xm[i] = x[i] - h, ones[i] = 1.0f;
-    qft_quant_noise noise = {QFT_NOISE_UNIFORM, 1.0f, 0.0f, 3, 4};
+    qft_quant_noise noise = {QFT_NOISE_UNIFORM, 1.0f, 0.0f, 3, 4, NULL, 0};
     be->quant_noise_forward(up, xp, &s, NULL, rows, C, &layout, &noise);
     be->quant_noise_forward(down, xm, &s, NULL, rows, C, &layout, &noise);
     be->fake_quant_backward(ste, NULL, NULL, ones, x, &s, NULL, rows, C, &layout, 1.0f);
