@@ -1,4 +1,5 @@
-// Noise op throughput on the CPU backend: quant_noise_forward (uniform, Gaussian, Bernoulli) next to
+// Noise op throughput on the CPU backend: quant_noise_forward (uniform, Gaussian, Bernoulli, histogram) and the
+// residual histogram that histogram noise measures every noise.adapt_every steps, next to
 // fake_quant_forward on the same tensor and grid, in one process, interleaved repetitions (build target
 // bench_quant_noise). The noise op replaces fake_quant_forward at a site during noise training
 // (docs/methods.md §2), so the ratio is what the noise adds per quantized site.
@@ -10,6 +11,7 @@
 #include <time.h>
 
 #include "backend/backend.h"
+#include "method/noise.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -22,7 +24,7 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-enum { OPS = 4, INNER = 20 };  // each timed sample runs the op INNER times
+enum { OPS = 6, INNER = 20 };  // each timed sample runs the op INNER times
 
 int main(int argc, char **argv) {
     const qft_backend *be = qft_backend_cpu();
@@ -49,14 +51,27 @@ int main(int argc, char **argv) {
     for (int c = 0; c < C; c++) scale[c] = 1.0f / 7.0f * (1.0f + 0.001f * (float)(c % 7));
     qft_fq_layout layout = {.qmin = -8, .qmax = 7, .axis = QFT_FQ_PER_COLUMN};
     const char *names[OPS] = {"fake_quant_forward", "quant_noise_forward uniform", "quant_noise_forward gaussian",
-                              "quant_noise_forward bernoulli"};
-    qft_quant_noise noise[OPS] = {{0}, {QFT_NOISE_UNIFORM, 1.0f, 0.0f, 7, 3}, {QFT_NOISE_GAUSSIAN, 1.0f, 0.0f, 7, 3},
-                                  {QFT_NOISE_BERNOULLI, 1.0f, 0.5f, 7, 3}};
+                              "quant_noise_forward bernoulli", "quant_noise_forward histogram",
+                              "quant_residual_histogram"};
+    // Histogram noise from the residual histogram of this tensor (256 bins).
+    uint64_t counts[QFT_NOISE_BINS];
+    float cdf[QFT_NOISE_BINS + 1];
+    size_t inside = be->quant_residual_histogram(x, scale, NULL, rows, C, &layout, QFT_NOISE_BINS, counts);
+    qft_noise_histogram_cdf(counts, inside, QFT_NOISE_BINS, cdf);
+    qft_quant_noise noise[OPS] = {
+        {.kind = QFT_NOISE_UNIFORM},
+        {.kind = QFT_NOISE_UNIFORM, .amplitude = 1.0f, .seed = 7, .stream = 3},
+        {.kind = QFT_NOISE_GAUSSIAN, .amplitude = 1.0f, .seed = 7, .stream = 3},
+        {.kind = QFT_NOISE_BERNOULLI, .amplitude = 1.0f, .p = 0.5f, .seed = 7, .stream = 3},
+        {.kind = QFT_NOISE_HISTOGRAM, .amplitude = 1.0f, .seed = 7, .stream = 3, .cdf = cdf, .bins = QFT_NOISE_BINS},
+        {.kind = QFT_NOISE_UNIFORM}};
     for (int rep = -1; rep < reps; rep++) {  // rep -1: untimed warm-up
         for (int op = 0; op < OPS; op++) {
             double start = now_s();
             for (int k = 0; k < INNER; k++) {
                 if (op == 0) be->fake_quant_forward(out, x, scale, NULL, rows, C, &layout);
+                else if (op == OPS - 1)
+                    be->quant_residual_histogram(x, scale, NULL, rows, C, &layout, QFT_NOISE_BINS, counts);
                 else {
                     noise[op].stream = (uint64_t)k;
                     be->quant_noise_forward(out, x, scale, NULL, rows, C, &layout, &noise[op]);

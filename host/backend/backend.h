@@ -46,12 +46,17 @@ typedef struct {
 } qft_prob_quant;
 
 // Noise that stands in for a quantizer during training (quant_noise_forward).
-typedef enum { QFT_NOISE_UNIFORM = 0, QFT_NOISE_GAUSSIAN, QFT_NOISE_BERNOULLI } qft_noise_kind;
+typedef enum { QFT_NOISE_UNIFORM = 0, QFT_NOISE_GAUSSIAN, QFT_NOISE_BERNOULLI, QFT_NOISE_HISTOGRAM } qft_noise_kind;
 typedef struct {
     qft_noise_kind kind;
-    float amplitude;               // uniform / gaussian: noise of amplitude * step
+    float amplitude;               // uniform / gaussian / histogram: noise of amplitude * step
     float p;                       // bernoulli: probability that an element is quantized exactly
     uint64_t seed, stream;         // Philox key and stream
+    // histogram: the CDF of the noise in steps, bins + 1 HOST values over bins equal bins of [-1/2, 1/2]:
+    // cdf[0] = 0, cdf[bins] = 1, non-decreasing (cdf[j] = share of the counts in bins 0 .. j-1). NULL for
+    // the other kinds. Host memory, like amplitude: a device op takes it by value or copies it.
+    const float *cdf;
+    int bins;
 } qft_quant_noise;
 
 typedef struct qft_backend {
@@ -261,6 +266,10 @@ typedef struct qft_backend {
     //              pair (ua, ub) = (u0, u1) for i & 3 in {0, 1}, (u2, u3) for {2, 3}; R = sqrt(-2 ln(1 - ua)),
     //              t = 2 pi ub, g = R cos t for i & 3 in {0, 2}, R sin t for {1, 3}
     //   bernoulli: out = u[i & 3] < p ? Q(x) : x   (Quant-Noise, Fan et al. 2021: x + M * sg(Q(x) - x))
+    //   histogram: out = x + amplitude * s * eps, eps the inverse of the piecewise-linear CDF at u = u[i & 3]
+    //              (NIPQ, Shin et al. 2023): j = the largest bin in [0, bins - 1] with cdf[j] <= u, then
+    //              eps = (j + (u - cdf[j]) / (cdf[j+1] - cdf[j])) / bins - 1/2, all in float: bin j with
+    //              probability cdf[j+1] - cdf[j], uniform inside it, one uniform per element
     // and out is then clamped to the quantizer's range. The noise of an element depends on (seed, stream, i)
     // only, not on the thread count or on where rows begin within a block. The backward is the quantizer's
     // own (STE / LSQ): identity where the quantizer does not clip. Returns the number of non-finite inputs.
@@ -271,6 +280,12 @@ typedef struct qft_backend {
     // the quantizer does not clip of ((Q(x) - x) / s)^2 (double, fixed order); returns how many there are.
     size_t (*quant_residual)(const float *inp, const float *scale, const float *zero_point, int rows, int C,
                              const qft_fq_layout *layout, double *sum_sq);
+    // Its histogram, for histogram noise: counts[bins] (HOST memory, WRITTEN) = how many of those elements have
+    // r = ((Q(x) - x) / s) in bin b = floor((r + 1/2) * bins), clamped to [0, bins - 1] (|r| can pass 1/2 by a
+    // rounding error), with r computed in double from the float Q(x) as quant_residual does; returns their
+    // total (the unclipped elements). Integer counts: the same for any thread count.
+    size_t (*quant_residual_histogram)(const float *inp, const float *scale, const float *zero_point, int rows,
+                                       int C, const qft_fq_layout *layout, int bins, uint64_t *counts);
 
     // ---- reductions used by the optimizer ----
     double (*sum_squares)(const float *x, size_t n);  // for global grad-norm clipping

@@ -258,18 +258,20 @@ static const config_key config_keys[] = {
     INTEGER("penalty.warmup_steps", penalty.warmup_steps, 0, 0, LONG_MAX,
             "lambda ramps up linearly over the first N optimizer steps; 0 = full from the start."),
 
-    ENUM("noise.kind", noise.kind, "off", "off|uniform|gaussian|bernoulli",
-         "Noise that stands in for the quantizer of enabled sites during training: `uniform` x + a step U(-1/2, 1/2), `gaussian` the same variance, `bernoulli` Quant-Noise's x + M (Q(x) - x) with M ~ Bernoulli(noise.p). Needs quant.rules."),
+    ENUM("noise.kind", noise.kind, "off", "off|uniform|gaussian|bernoulli|histogram",
+         "Noise that stands in for the quantizer of enabled sites during training: `uniform` x + a step U(-1/2, 1/2), `gaussian` the same variance, `bernoulli` Quant-Noise's x + M (Q(x) - x) with M ~ Bernoulli(noise.p), `histogram` NIPQ's x + step eps with eps drawn from the site's measured rounding-residual histogram (256 bins; uniform until the first measurement; no amplitude). Needs quant.rules."),
     STRING("noise.sites", noise.sites, "*", "Comma-separated globs over the enabled sites that get noise; the others quantize for real."),
     REAL("noise.p", noise.p, 0.5, 0, CLOSED, 1, CLOSED, "kind bernoulli: probability that an element is quantized exactly."),
     REAL("noise.amplitude", noise.amplitude, 1.0, 0, CLOSED, 100, CLOSED,
-         "a_site before the first adaptation (and always when noise.adapt_every = 0)."),
+         "a_site before the first adaptation (and always when noise.adapt_every = 0); not used by kind histogram."),
     INTEGER("noise.adapt_every", noise.adapt_every, 50, 0, LONG_MAX,
-            "Every N optimizer steps a_site = clip(sqrt(12 mean(((Q(x) - x) / step)^2)), amplitude_min, amplitude_max) over the unclipped elements of the current batch; 0 = never."),
-    REAL("noise.amplitude_min", noise.amplitude_min, 0.5, 0, CLOSED, 100, CLOSED, "Lower clip of the adapted a_site."),
-    REAL("noise.amplitude_max", noise.amplitude_max, 2.0, 0, CLOSED, 100, CLOSED, "Upper clip of the adapted a_site."),
+            "Every N optimizer steps a_site = clip(sqrt(12 mean(((Q(x) - x) / step)^2)), amplitude_min, amplitude_max) over the unclipped elements of the current batch (kind histogram: the histogram of (Q(x) - x) / step over them); 0 = never."),
+    REAL("noise.amplitude_min", noise.amplitude_min, 0.5, 0, CLOSED, 100, CLOSED,
+         "Lower clip of the adapted a_site (not used by kind histogram)."),
+    REAL("noise.amplitude_max", noise.amplitude_max, 2.0, 0, CLOSED, 100, CLOSED,
+         "Upper clip of the adapted a_site (not used by kind histogram)."),
     REAL("noise.anneal", noise.anneal, 0.0, 0, CLOSED, 1, CLOSED,
-         "The noise (a_site, or p for bernoulli) goes linearly to 0 over this last fraction of training; 0 = no annealing."),
+         "The noise (a_site, p for bernoulli, eps for histogram) goes linearly to 0 over this last fraction of training; 0 = no annealing."),
 };
 #define KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
 

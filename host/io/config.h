@@ -150,7 +150,7 @@ typedef struct {
 } qft_penalty_config;
 
 typedef struct {
-    char kind[32];                           // noise.kind: off | uniform | gaussian | bernoulli
+    char kind[32];                           // noise.kind: off | uniform | gaussian | bernoulli | histogram
     char sites[QFT_STR_MAX];                 // noise.sites: comma-separated globs over enabled sites
     double p;                                // noise.p: bernoulli probability of exact quantization
     double amplitude;                        // noise.amplitude: a_site before (or without) adaptation

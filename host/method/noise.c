@@ -1,5 +1,6 @@
-// Adaptive random-noise fine-tuning: which sites get noise, the per-site amplitude a_site measured from the
-// real quantizer's rounding residual, annealing, and the call of the backend's quant_noise_forward op.
+// Adaptive random-noise fine-tuning: which sites get noise, the per-site amplitude a_site (or, kind histogram,
+// the residual's CDF) measured from the real quantizer's rounding residual, annealing, and the call of the
+// backend's quant_noise_forward op.
 #include "noise.h"
 
 #include <math.h>
@@ -17,6 +18,7 @@ qft_status qft_noise_init(qft_noise *noise, const qft_noise_config *cfg, qft_qua
     if (!noise->enabled) return QFT_OK;
     noise->kind = strcmp(cfg->kind, "gaussian") == 0    ? QFT_NOISE_GAUSSIAN
                   : strcmp(cfg->kind, "bernoulli") == 0 ? QFT_NOISE_BERNOULLI
+                  : strcmp(cfg->kind, "histogram") == 0 ? QFT_NOISE_HISTOGRAM
                                                         : QFT_NOISE_UNIFORM;
     if (cfg->amplitude_min > cfg->amplitude_max)
         return qft_fail(err, QFT_ERR_INVALID, "noise.amplitude_min %g is above noise.amplitude_max %g",
@@ -34,11 +36,20 @@ qft_status qft_noise_init(qft_noise *noise, const qft_noise_config *cfg, qft_qua
     if (!selected)
         return qft_fail(err, QFT_ERR_INVALID, "noise.kind %s: no enabled quant site matches noise.sites \"%s\" "
                         "(noise stands in for quantizers: set quant.rules)", cfg->kind, cfg->sites);
+    if (noise->kind == QFT_NOISE_HISTOGRAM) {
+        noise->cdf_shape[0] = st->count;
+        noise->cdf_shape[1] = QFT_NOISE_BINS + 1;
+        noise->cdf = malloc((size_t)st->count * (QFT_NOISE_BINS + 1) * sizeof *noise->cdf);
+        if (!noise->cdf) return qft_fail(err, QFT_ERR_OOM, "out of memory for the noise histograms");
+        for (int i = 0; i < st->count; i++)
+            qft_noise_histogram_cdf(NULL, 0, QFT_NOISE_BINS, noise->cdf + (size_t)i * (QFT_NOISE_BINS + 1));
+    }
     return QFT_OK;
 }
 
 void qft_noise_free(qft_noise *noise) {
     free(noise->selected);
+    free(noise->cdf);
     memset(noise, 0, sizeof *noise);
 }
 
@@ -65,13 +76,54 @@ static void adapt_amplitude(const qft_noise *noise, qft_quant_state *st, qft_qua
     site->noise_amplitude = (float)fmin(fmax(a, noise->cfg->amplitude_min), noise->cfg->amplitude_max);
 }
 
+void qft_noise_histogram_cdf(const uint64_t *counts, size_t total, int bins, float *cdf) {
+    uint64_t below = 0;
+    cdf[0] = 0.0f;
+    for (int j = 1; j < bins; j++) {
+        below += total ? counts[j - 1] : 0;
+        cdf[j] = total ? (float)((double)below / (double)total) : (float)j / (float)bins;
+    }
+    cdf[bins] = 1.0f;
+}
+
+// kind histogram: the site's CDF from the histogram of r = (Q(x) - x) / s over the unclipped elements (NIPQ's
+// noise: the real rounding residual's distribution, so no amplitude); uniform when every element clips.
+static void adapt_histogram(const qft_noise *noise, qft_quant_state *st, int index, const float *x, int rows) {
+    const qft_quant_site *site = &st->sites[index];
+    uint64_t counts[QFT_NOISE_BINS];
+    size_t inside = st->be->quant_residual_histogram(x, site->scale, site->zero_point, rows, site->C, &site->layout,
+                                                     QFT_NOISE_BINS, counts);
+    qft_noise_histogram_cdf(counts, inside, QFT_NOISE_BINS, noise->cdf + (size_t)index * (QFT_NOISE_BINS + 1));
+}
+
+int qft_noise_tensor_count(const qft_noise *noise) { return noise->enabled && noise->cdf ? 1 : 0; }
+
+int qft_noise_collect(qft_noise *noise, qft_write_tensor *tensors, int capacity) {
+    if (capacity < qft_noise_tensor_count(noise) || !noise->cdf) return 0;
+    tensors[0] = (qft_write_tensor){"qft.noise.histogram_cdf", QFT_DTYPE_F32, 2, noise->cdf_shape, noise->cdf, 1};
+    return 1;
+}
+
+qft_status qft_noise_load(qft_noise *noise, const qft_safetensors *file, qft_error *err) {
+    if (!noise->enabled || !noise->cdf || !qft_safetensors_find(file, "qft.noise.histogram_cdf")) return QFT_OK;
+    const qft_tensor_info *info;
+    qft_status status = qft_safetensors_expect(file, "qft.noise.histogram_cdf", 2, noise->cdf_shape, &info, err);
+    return status == QFT_OK ? qft_safetensors_read_f32(file, info, noise->cdf, err) : status;
+}
+
 int qft_noise_quantize(qft_noise *noise, qft_quant_state *st, int index, float *out, const float *x, int rows,
                        size_t *nonfinite) {
     if (!noise->enabled || !noise->training || !noise->selected[index]) return 0;
     qft_quant_site *site = &st->sites[index];
-    if (noise->adapt_now) adapt_amplitude(noise, st, site, x, rows);
-    qft_quant_noise params = {noise->kind, site->noise_amplitude * noise->factor, (float)noise->cfg->p * noise->factor,
-                              qft_noise_key(noise->seed), qft_noise_stream(noise->step, index)};
+    int histogram = noise->kind == QFT_NOISE_HISTOGRAM;
+    if (noise->adapt_now && histogram) adapt_histogram(noise, st, index, x, rows);
+    else if (noise->adapt_now) adapt_amplitude(noise, st, site, x, rows);
+    // Histogram noise has no amplitude (the measured residual has the site's own spread): only the annealing.
+    qft_quant_noise params = {noise->kind, histogram ? noise->factor : site->noise_amplitude * noise->factor,
+                              (float)noise->cfg->p * noise->factor, qft_noise_key(noise->seed),
+                              qft_noise_stream(noise->step, index),
+                              histogram ? noise->cdf + (size_t)index * (QFT_NOISE_BINS + 1) : NULL,
+                              QFT_NOISE_BINS};
     *nonfinite = st->be->quant_noise_forward(out, x, site->scale, site->zero_point, rows, site->C, &site->layout,
                                              &params);
     return 1;

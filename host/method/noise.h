@@ -7,7 +7,11 @@
 
 #include "../core/status.h"
 #include "../io/config.h"
+#include "../io/safetensors.h"
 #include "../quant/site.h"
+
+// noise.kind histogram: bins of the rounding-residual histogram over [-1/2, 1/2] (NIPQ's 256).
+#define QFT_NOISE_BINS 256
 
 typedef struct {
     int enabled;             // noise.kind != off
@@ -19,6 +23,10 @@ typedef struct {
     int adapt_now;           // measure a_site on this forward
     float factor;            // annealing factor in [0, 1]
     uint64_t seed, step;     // Philox key and the micro-step k (streams are keyed by (seed, k, site))
+    // kind histogram: [count][QFT_NOISE_BINS + 1] each site's CDF of its measured rounding residual, host
+    // memory; the uniform CDF (cdf[j] = j / bins) until a measurement. Checkpointed (qft_noise_collect).
+    float *cdf;
+    int64_t cdf_shape[2];
 } qft_noise;
 
 // Selects the enabled sites matching noise.sites; noise without enabled sites is an error.
@@ -32,6 +40,17 @@ void qft_noise_set_step(qft_noise *noise, long step, long total);
 // streams never coincide with dropout's (host/core/rng.h).
 uint64_t qft_noise_stream(uint64_t step, int site);
 uint64_t qft_noise_key(uint64_t seed);
+
+// The CDF of a residual histogram (counts[bins], total their sum): cdf[0] = 0, cdf[j] = (counts[0] + ... +
+// counts[j-1]) / total rounded to float, cdf[bins] = 1 exactly; total 0 gives the uniform CDF j / bins.
+void qft_noise_histogram_cdf(const uint64_t *counts, size_t total, int bins, float *cdf);
+
+// The per-site CDFs of kind histogram in checkpoints ("qft.noise.histogram_cdf", F32 [sites, bins + 1]), so a
+// resume between two measurements is bit-exact. Collect appends to tensors (capacity entries) using storage
+// owned by noise; load restores them (a checkpoint without them, e.g. from another kind, leaves them as is).
+int qft_noise_tensor_count(const qft_noise *noise);
+int qft_noise_collect(qft_noise *noise, qft_write_tensor *tensors, int capacity);
+qft_status qft_noise_load(qft_noise *noise, const qft_safetensors *file, qft_error *err);
 
 // The site hook (qft_site_hooks.quantize): 1 when it wrote out.
 int qft_noise_quantize(qft_noise *noise, qft_quant_state *st, int site, float *out, const float *x, int rows,

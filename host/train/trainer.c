@@ -255,28 +255,34 @@ static void train_state_free(train_state *s) {
         if (status != QFT_OK) goto done;  \
     } while (0)
 
-// A step checkpoint with the methods' state (the oscillation tracker) beside the model and optimizer.
+// A step checkpoint with the methods' state (the oscillation tracker, the noise histograms) beside the model and
+// optimizer.
 static qft_status save_checkpoint(train_state *s, const char *run_dir, uint64_t seed, qft_train_summary *out,
                                   qft_error *err) {
-    int capacity = qft_oscillation_tensor_count(s->oscillation);
+    int tracker = qft_oscillation_tensor_count(s->oscillation), noise = qft_noise_tensor_count(&s->methods.noise);
+    int capacity = tracker + noise;
     qft_write_tensor *extra = capacity ? calloc((size_t)capacity, sizeof *extra) : NULL;
     if (capacity && !extra) return qft_fail(err, QFT_ERR_OOM, "out of memory staging a checkpoint");
-    int count = capacity ? qft_oscillation_collect(s->oscillation, extra, capacity) : 0;
-    qft_status st = capacity && count == 0 ? qft_fail(err, QFT_ERR_OOM, "out of memory staging the oscillation state")
-                                           : qft_checkpoint_save(run_dir, &s->model, &s->opt, (unsigned long)seed, 2,
-                                                                 extra, count, out->checkpoint,
-                                                                 sizeof out->checkpoint, err);
+    int count = tracker ? qft_oscillation_collect(s->oscillation, extra, tracker) : 0;
+    qft_status st = tracker && count == 0 ? qft_fail(err, QFT_ERR_OOM, "out of memory staging the oscillation state")
+                                          : QFT_OK;
+    if (noise) count += qft_noise_collect(&s->methods.noise, extra + count, noise);
+    if (st == QFT_OK)
+        st = qft_checkpoint_save(run_dir, &s->model, &s->opt, (unsigned long)seed, 2, extra, count, out->checkpoint,
+                                 sizeof out->checkpoint, err);
     free(extra);
     return st;
 }
 
-// Oscillation tracker state of a resumed checkpoint (none in checkpoints written without it).
+// The oscillation tracker's state and the noise histograms of a resumed checkpoint (none in checkpoints
+// written without them).
 static qft_status load_method_state(train_state *s, const char *path, qft_error *err) {
-    if (!s->oscillation) return QFT_OK;
+    if (!s->oscillation && !qft_noise_tensor_count(&s->methods.noise)) return QFT_OK;
     qft_safetensors file;
     qft_status st = qft_safetensors_open(&file, path, err);
     if (st) return st;
     st = qft_oscillation_load(s->oscillation, &file, err);
+    if (st == QFT_OK) st = qft_noise_load(&s->methods.noise, &file, err);
     qft_safetensors_close(&file);
     return st;
 }

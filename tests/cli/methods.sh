@@ -2,8 +2,9 @@
 # The fine-tuning methods through the CLI: the outlier penalty lowers the measured activation range at its
 # sites (`qft analyze`) against the same run without it, and their outlier ratio max|x - mu|/sigma, and logs
 # task loss and penalty apart; noise-trained
-# QAT differs from plain QAT and evaluates with the real quantizer; noise training then PTQ (calibrate +
-# eval) works; resume is bit-exact with penalty and adaptive noise on; bad settings are one-line errors.
+# QAT differs from plain QAT and evaluates with the real quantizer; histogram noise differs from uniform noise;
+# noise training then PTQ (calibrate + eval) works; resume is bit-exact with penalty and adaptive noise on and
+# with histogram noise; bad settings are one-line errors.
 source "$(dirname "$0")/lib.sh" "$@"
 need_fmnist
 cd "$WORK" || exit 1
@@ -72,6 +73,14 @@ check "qft eval of the noise run quantizes for real and reproduces its final eva
     test "$RC" -eq 0 -a "$(json_field quantized)" = true -a "$(json_field loss)" = "$NOISE_LOSS" \
     -a "$(json_field accuracy)" = "$NOISE_ACC"
 
+# ---- histogram noise (NIPQ): the measured residual's distribution in place of uniform noise ----
+qft_run train "${QAT[@]}" run.name=hist noise.kind=histogram noise.adapt_every=3
+expect_ok "W4A4 QAT with residual-histogram noise"
+check "histogram noise gives other weights than uniform noise" \
+    bash -c "! cmp -s '$RUNS/noise/model.safetensors' '$RUNS/hist/model.safetensors'"
+check "the checkpoint holds the per-site histogram CDFs" \
+    grep -q "qft.noise.histogram_cdf" "$RUNS/hist/checkpoints/step_00000010.safetensors"
+
 # ---- penalty + noise in FP-weight training, then PTQ ----
 qft_run train "${BASE[@]}" "${PENALTY[@]}" "${W4A4[@]}" run.name=both noise.kind=gaussian train.steps=10 \
     model.init_from="$RUNS/plain/model.safetensors" quant.calib_batches=2
@@ -92,6 +101,19 @@ qft_run train "${BOTH[@]}" run.name=split
 check "resumed from step 4" test "$RC" -eq 0 -a "$(json_field resumed)" = true -a "$(json_field steps_this_run)" = 4
 check "resumed run's final checkpoint is bit-identical to the straight run's" \
     cmp "$RUNS/straight/checkpoints/step_00000008.safetensors" "$RUNS/split/checkpoints/step_00000008.safetensors"
+
+# ---- resume stays bit-exact with histogram noise: the CDFs measured at step 3 drive steps 4 and 5 ----
+HIST=("${QAT[@]}" noise.kind=histogram noise.adapt_every=3 noise.anneal=0.3 data.shuffle=true train.steps=8)
+qft_run train "${HIST[@]}" run.name=hist_straight
+expect_ok "8 steps straight with histogram noise"
+qft_run train "${HIST[@]}" run.name=hist_split train.checkpoint_every=4
+rm "$RUNS/hist_split/checkpoints/step_00000008.safetensors"
+qft_run train "${HIST[@]}" run.name=hist_split
+check "histogram noise: resumed from step 4" \
+    test "$RC" -eq 0 -a "$(json_field resumed)" = true -a "$(json_field steps_this_run)" = 4
+check "histogram noise: resumed run's final checkpoint is bit-identical to the straight run's" \
+    cmp "$RUNS/hist_straight/checkpoints/step_00000008.safetensors" \
+    "$RUNS/hist_split/checkpoints/step_00000008.safetensors"
 
 # ---- errors ----
 qft_run train "${BASE[@]}" run.name=bad noise.kind=uniform train.steps=2

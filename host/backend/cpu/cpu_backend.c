@@ -53,6 +53,7 @@ static const qft_backend cpu_backend_table = {
     .outlier_penalty_backward = cpu_outlier_penalty_backward,
     .quant_noise_forward = cpu_quant_noise_forward,
     .quant_residual = cpu_quant_residual,
+    .quant_residual_histogram = cpu_quant_residual_histogram,
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .adamw_update = cpu_adamw_update,

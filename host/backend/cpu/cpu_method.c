@@ -158,13 +158,71 @@ static inline quant_grid grid_at(const float *scale, const float *zero_point, si
 // take their noise from the QFT_CPU_PHILOX_LANES Philox blocks (four elements a block) computed together.
 enum { NOISE_TILE = QFT_CPU_PHILOX_LANES * 4 };
 
+// Histogram noise: the inverse of the piecewise-linear CDF (backend.h) with a guide table. guide[k] is the bin
+// of u = k / GUIDE_CELLS; the bin of every u in [k, k + 1) / GUIDE_CELLS lies in [guide[k], guide[k + 1]] (the
+// bin grows with u), so a branch-free binary search of `top` halving steps from guide[k] finds it, `top` the
+// power of two that covers the widest such range of this CDF (a few steps: mass spreads over the cells, while
+// many near-empty bins crowd into few of them). Branch-free with a fixed step count per call, so the element
+// loop vectorizes (gathers) instead of mispredicting a data-dependent search.
+enum { GUIDE_CELLS = 256 };
+typedef struct {
+    const float *cdf;
+    int bins, top, levels;  // steps top, top / 2, ..., 1: levels of them (0 when top = 0)
+    int guide[GUIDE_CELLS];
+} noise_histogram;
+
+static void histogram_guide(noise_histogram *h, const float *cdf, int bins) {
+    h->cdf = cdf;
+    h->bins = bins;
+    int j = 0, widest = 0;
+    for (int k = 0; k < GUIDE_CELLS; k++) {
+        float u = (float)k / GUIDE_CELLS;  // exact
+        while (j < bins - 1 && cdf[j + 1] <= u) j++;
+        h->guide[k] = j;
+        if (k) widest = j - h->guide[k - 1] > widest ? j - h->guide[k - 1] : widest;
+    }
+    int last = bins - 1 - h->guide[GUIDE_CELLS - 1];
+    widest = last > widest ? last : widest;
+    h->top = h->levels = 0;  // steps top, top / 2, ..., 1 reach 2 top - 1 bins beyond the start
+    while (2 * h->top - 1 < widest) h->top = h->top ? 2 * h->top : 1, h->levels++;
+}
+
+// eps for each uniform u in [0, 1): bin j = the largest in [0, bins - 1] with cdf[j] <= u, so that
+// cdf[j] <= u < cdf[j + 1] (cdf[bins] = 1 > u) and the bin's width in the CDF is positive; then the
+// position inside it.
+static void histogram_inverse(float values[NOISE_TILE], const noise_histogram *h) {
+    const float *cdf = h->cdf;
+    const int *guide = h->guide;
+    int last = h->bins - 1, bin[NOISE_TILE];
+    float bins = (float)h->bins;
+#pragma omp simd
+    for (int e = 0; e < NOISE_TILE; e++) bin[e] = guide[(int)(values[e] * GUIDE_CELLS)];  // u * 256 < 256 exactly
+    for (int level = 0; level < h->levels; level++) {
+        int step = h->top >> level;
+#pragma omp simd
+        for (int e = 0; e < NOISE_TILE; e++) {
+            int t = bin[e] + step;
+            bin[e] = t <= last && cdf[t < last ? t : last] <= values[e] ? t : bin[e];
+        }
+    }
+#pragma omp simd
+    for (int e = 0; e < NOISE_TILE; e++) {
+        float lo = cdf[bin[e]];
+        values[e] = ((float)bin[e] + (values[e] - lo) / (cdf[bin[e] + 1] - lo)) / bins - 0.5f;
+    }
+}
+
 // values[j] = the noise of element tile + j before the factor amplitude * s, in place from its uniform u_j
 // (tile a multiple of 4, so element j uses word j & 3 of block (tile + j) >> 2): uniform u_j - 1/2;
 // Gaussian Box-Muller on the word pairs (0, 1) and (2, 3) of each block, the cos branch for the first
-// element of a pair and the sin branch for the second, over sqrt(12); Bernoulli u_j itself (compared with p).
-static void noise_of_uniforms(float values[NOISE_TILE], qft_noise_kind kind) {
+// element of a pair and the sin branch for the second, over sqrt(12); Bernoulli u_j itself (compared with p);
+// histogram the inverse CDF at u_j.
+static void noise_of_uniforms(float values[NOISE_TILE], qft_noise_kind kind, const noise_histogram *histogram) {
     const float inv_sqrt12 = 0.28867513459481287f, two_pi = 6.283185307179586f;
     switch (kind) {
+    case QFT_NOISE_HISTOGRAM:
+        histogram_inverse(values, histogram);
+        break;
     case QFT_NOISE_GAUSSIAN:
         for (int j = 0; j < NOISE_TILE; j += 2) {
             // 1 - u lies in (0, 1], so the log is finite.
@@ -245,6 +303,8 @@ size_t cpu_quant_noise_forward(float *out, const float *inp, const float *scale,
     size_t tiles = (n + NOISE_TILE - 1) / NOISE_TILE;
     float qmin = (float)layout->qmin, qmax = (float)layout->qmax;
     int bernoulli = noise->kind == QFT_NOISE_BERNOULLI;
+    noise_histogram histogram = {0};
+    if (noise->kind == QFT_NOISE_HISTOGRAM) histogram_guide(&histogram, noise->cdf, noise->bins);
     // Tiles of the flattened index, not rows: the noise of element i comes from block i >> 2 whatever the
     // thread split and wherever rows begin and end (a row may begin inside a block).
 #pragma omp parallel for schedule(static) reduction(+ : bad) if (n > QFT_CPU_PARALLEL_MIN_COMPUTE)
@@ -252,7 +312,7 @@ size_t cpu_quant_noise_forward(float *out, const float *inp, const float *scale,
         size_t begin = t * NOISE_TILE, width = n - begin < NOISE_TILE ? n - begin : NOISE_TILE;
         float values[NOISE_TILE], s[NOISE_TILE], z[NOISE_TILE];
         cpu_philox_uniform_blocks(values, begin / 4, noise->seed, noise->stream);
-        noise_of_uniforms(values, noise->kind);
+        noise_of_uniforms(values, noise->kind, &histogram);
         // The tile's runs within one row: their grids, then the elements.
         for (size_t j = 0; j < width;) {
             int r = (int)((begin + j) / (size_t)C), c0 = (int)((begin + j) % (size_t)C);
@@ -297,5 +357,29 @@ size_t cpu_quant_residual(const float *inp, const float *scale, const float *zer
         inside += row_counts[r];
     }
     *sum_sq = total;
+    return inside;
+}
+
+size_t cpu_quant_residual_histogram(const float *inp, const float *scale, const float *zero_point, int rows, int C,
+                                    const qft_fq_layout *layout, int bins, uint64_t *counts) {
+    float qmin = (float)layout->qmin, qmax = (float)layout->qmax;
+    for (int b = 0; b < bins; b++) counts[b] = 0;
+    size_t inside = 0;
+    // Per-thread counts added together: integer sums, so the same counts for any thread split.
+#pragma omp parallel for schedule(static) reduction(+ : inside, counts[:bins]) \
+    if ((size_t)rows * C > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
+    for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < C; c++) {
+            float x = inp[(size_t)r * C + c];
+            quant_grid g = grid_at(scale, zero_point, cpu_fq_group(layout, r, c, C), layout);
+            float q = rintf(x * g.inv_scale) + g.zero_point;
+            if (!(q >= qmin && q <= qmax)) continue;
+            double residual = ((double)((q - g.zero_point) * g.scale) - (double)x) / (double)g.scale;
+            double position = floor((residual + 0.5) * bins);
+            int b = position < 0.0 ? 0 : position > bins - 1 ? bins - 1 : (int)position;
+            counts[b]++;
+            inside++;
+        }
+    }
     return inside;
 }

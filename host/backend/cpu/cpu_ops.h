@@ -157,6 +157,8 @@ size_t cpu_quant_noise_forward(float *out, const float *inp, const float *scale,
                                int C, const qft_fq_layout *layout, const qft_quant_noise *noise);
 size_t cpu_quant_residual(const float *inp, const float *scale, const float *zero_point, int rows, int C,
                           const qft_fq_layout *layout, double *sum_sq);
+size_t cpu_quant_residual_histogram(const float *inp, const float *scale, const float *zero_point, int rows, int C,
+                                    const qft_fq_layout *layout, int bins, uint64_t *counts);
 
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_scale(float *x, float factor, size_t n);
