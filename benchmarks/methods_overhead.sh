@@ -8,7 +8,7 @@
 #
 #   OMP_WAIT_POLICY=PASSIVE benchmarks/methods_overhead.sh     # from the repository root
 #
-# Methods: +KD (kd.enabled, alpha 0.5, T 2), +penalty (penalty.lambda 0.01, default sites),
+# Methods: +KD (kd.enabled, alpha 0.5, T 2), +penalty (penalty.lambda 1e-4, default sites),
 # +noise (noise.kind uniform, adapt every 50 steps), +oscillation dampening (oscillation.dampen_lambda 0.1,
 # oscillation.start 0, so the loss is on from the first step), +penalty+noise.
 # Knobs: QFT_BIN (build/qft), RUNS (runs), FP_RUN (vit_fmnist), OUT_DIR (runs/methods_overhead), REPS (5),
@@ -29,10 +29,10 @@ methods=(qat kd penalty noise osc pn)
 declare -A margs=(
     [qat]=""
     [kd]="kd.enabled=true kd.alpha=0.5 kd.temperature=2"
-    [penalty]="penalty.lambda=0.01"
+    [penalty]="penalty.lambda=1e-4"
     [noise]="noise.kind=uniform"
     [osc]="oscillation.dampen_lambda=0.1 oscillation.start=0"
-    [pn]="penalty.lambda=0.01 noise.kind=uniform"
+    [pn]="penalty.lambda=1e-4 noise.kind=uniform"
 )
 declare -A labels=([kd]="+KD" [penalty]="+penalty" [noise]="+noise" [osc]="+oscillation dampening" [pn]="+penalty+noise")
 TSV="$OUT/ms_per_step.tsv"
