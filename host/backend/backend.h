@@ -35,16 +35,6 @@ typedef struct {
     const int32_t *column_group;   // QFT_FQ_COLUMN_MAP: [C] group of each column (backend memory)
 } qft_fq_layout;
 
-// Fake quantization of attention probabilities inside the attention op (NULL = none). The op saves
-// the unquantized probabilities; P_hat = Q(P) weights the values, and the softmax backward receives
-// dP = dP_hat * STE mask (no gradient to the quantizer's parameters).
-typedef struct {
-    int kind;                      // qft_quant_kind: 0 uniform, 1 log2, 2 log_sqrt2 (host/quant/format.h)
-    int bits;                      // log kinds
-    int qmin, qmax;                // uniform grid
-    float scale, zero_point;       // uniform (s, z) / log scale, per tensor, host values
-} qft_prob_quant;
-
 // Noise that stands in for a quantizer during training (quant_noise_forward).
 typedef enum { QFT_NOISE_UNIFORM = 0, QFT_NOISE_GAUSSIAN, QFT_NOISE_BERNOULLI } qft_noise_kind;
 typedef struct {
@@ -53,6 +43,26 @@ typedef struct {
     float p;                       // bernoulli: probability that an element is quantized exactly
     uint64_t seed, stream;         // Philox key and stream
 } qft_quant_noise;
+
+// Fake quantization of attention probabilities inside the attention op (NULL = none). The op saves
+// the unquantized probabilities; P_hat = Q(P) weights the values, and the softmax backward receives
+// dP = dP_hat * STE mask (no gradient to the quantizer's parameters).
+// noise != NULL (training, docs/methods.md §2): P~ = the quantizer's noise form stands in for P_hat in the
+// forward and in the backward's dv; the backward's mask stays the real quantizer's at P. Element
+// i = ((b * NH + h) * Tq + row) * T + key of the flattened [B, NH, Tq, T] probabilities draws word i & 3 of
+// Philox block qft_philox_block_at(noise->seed, noise->stream, i >> 2), mapped as quant_noise_forward maps it
+// to v (uniform u - 1/2, Gaussian Box-Muller over sqrt(12), Bernoulli u). Where the quantizer clips, and for
+// P = 0 exactly (masked keys), P~ = Q(P). Elsewhere, with a = noise->amplitude:
+//   uniform grid:  P~ = clamp(P + a s v, (qmin - z) s, (qmax - z) s)      (bernoulli: v < p ? Q(P) : P, clamped)
+//   log kinds:     c = -k log2(P / s) (k = 1 log2, 2 log_sqrt2: the code before rounding),
+//                  P~ = s 2^(-clamp(c + a v, 0, 2^bits - 1) / k)         (bernoulli: v < p ? Q(P) : P, clamped)
+typedef struct {
+    int kind;                      // qft_quant_kind: 0 uniform, 1 log2, 2 log_sqrt2 (host/quant/format.h)
+    int bits;                      // log kinds
+    int qmin, qmax;                // uniform grid
+    float scale, zero_point;       // uniform (s, z) / log scale, per tensor, host values
+    const qft_quant_noise *noise;  // NULL: the real quantizer
+} qft_prob_quant;
 
 typedef struct qft_backend {
     const char *name;
@@ -109,6 +119,11 @@ typedef struct qft_backend {
                                const float *q, const float *k, const float *v, int qkv_stride,
                                int B, int T, int Tq, int NH, int HS, float scale,
                                const qft_prob_quant *prob_quant);
+    // The quantizer's rounding residual on probabilities [n] (for the noise amplitude; prob_quant's noise is
+    // ignored): *sum_sq = sum over the elements that get noise (not clipped, not 0; see qft_prob_quant) of r^2,
+    // r = (Q(P) - P) / s for the uniform grid and r = q' - c in log codes for the log kinds (q' the rounded code,
+    // c = -k log2(P / s)); double, fixed order. Returns how many elements there are.
+    size_t (*prob_quant_residual)(const float *probs, size_t n, const qft_prob_quant *prob_quant, double *sum_sq);
 
     // ---- embeddings: out[N,C] += table[ids[i]] (accumulates so token+position+segment sum up) ----
     void (*embedding_forward)(float *out, const int32_t *ids, const float *table, int N, int C);

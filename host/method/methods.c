@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "noise_probs.h"
+
 static void hook_observe(void *ctx, qft_quant_state *st, int site, const float *x, int rows) {
     qft_penalty_observe(&((qft_methods *)ctx)->penalty, st, site, x, rows);
 }
@@ -16,6 +18,16 @@ static int hook_quantize(void *ctx, qft_quant_state *st, int site, float *out, c
 
 static void hook_backward(void *ctx, qft_quant_state *st, int site, float *dx, int rows) {
     qft_penalty_backward(&((qft_methods *)ctx)->penalty, st, site, dx, rows);
+}
+
+static int hook_probs_noise(void *ctx, qft_quant_state *st, int site, const qft_prob_quant *pq,
+                            qft_quant_noise *noise) {
+    return qft_noise_probs(&((qft_methods *)ctx)->noise, st, site, pq, noise);
+}
+
+static int hook_probs_measure(void *ctx, qft_quant_state *st, int site, const qft_prob_quant *pq, const float *probs,
+                              int rows, int T) {
+    return qft_noise_probs_measure(&((qft_methods *)ctx)->noise, st, site, pq, probs, rows, T);
 }
 
 qft_status qft_methods_init(qft_methods *methods, const qft_config *cfg, qft_model *model, qft_error *err) {
@@ -30,7 +42,8 @@ qft_status qft_methods_init(qft_methods *methods, const qft_config *cfg, qft_mod
     if (methods->penalty.enabled && (qft_penalty_covers(&methods->penalty, &model->quant, last) ||
                                      qft_penalty_covers(&methods->penalty, &model->quant, "final_ln.output")))
         model->prune_last_layer = 0;
-    methods->hooks = (qft_site_hooks){methods, hook_observe, hook_quantize, hook_backward};
+    methods->hooks = (qft_site_hooks){methods, hook_observe, hook_quantize, hook_backward, hook_probs_noise,
+                                      hook_probs_measure};
     model->quant.hooks = &methods->hooks;
     return QFT_OK;
 }
