@@ -135,16 +135,20 @@ static inline float prob_quantize(const qft_prob_quant *pq, float p, int *pass) 
 // or zeros) are left as they are.
 static void prob_rows_quantize(const qft_prob_quant *pq, const float **rows, float *out, int T, int valid_rows,
                                size_t first_row) {
+    int contiguous = 1;  // the group's rows are one run of the flattened probabilities (always, as called here)
+    for (int r = 1; r < valid_rows; r++) contiguous &= rows[r] == rows[0] + (size_t)r * T;
     for (int r = 0; r < valid_rows; r++) {
         float *q_row = out + (size_t)r * T;
         if (pq->noise) {
-            cpu_prob_noise_run(q_row, rows[r], (uint64_t)(first_row + (size_t)r) * (uint64_t)T, T, pq);
+            if (!contiguous || r == 0)
+                cpu_prob_noise_run(q_row, rows[r], (uint64_t)(first_row + (size_t)r) * (uint64_t)T,
+                                   contiguous ? valid_rows * T : T, pq);
         } else {
             int pass;
             for (int j = 0; j < T; j++) q_row[j] = prob_quantize(pq, rows[r][j], &pass);
         }
-        rows[r] = q_row;
     }
+    for (int r = 0; r < valid_rows; r++) rows[r] = out + (size_t)r * T;
 }
 
 // One (batch, head): scores, masked softmax, probs @ v. Always inlined into a switch on HS, so the

@@ -2,82 +2,106 @@
 // probability quantizer (uniform grid, log2, log-sqrt2), drawn per element of the flattened [B, NH, Tq, T]
 // probabilities with the random mapping of quant_noise_forward, and the quantizer's rounding residual that
 // the noise amplitude is measured from (qft_prob_quant and prob_quant_residual in backend.h).
-#include <float.h>
 #include <math.h>
 
 #include "backend/cpu/cpu_ops.h"
-#include "core/rng.h"
 #include "quant/format.h"
 
-// The noise value v of element i from its Philox block (the mapping of quant_noise_forward, one element at a
-// time): uniform u - 1/2; Gaussian Box-Muller on the word pair (0, 1) or (2, 3), cos for the even element of the
-// pair and sin for the odd one, over sqrt(12); Bernoulli u itself (compared with p).
-static inline float noise_value(const qft_philox_block *block, uint64_t i, qft_noise_kind kind) {
+// glibc >= 2.35 has SIMD variants of log2f / exp2f in libmvec but declares them only under -ffast-math (see
+// cpu_ops.h for expf): declared here, the log kinds' tile loop vectorizes.
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 35)
+#pragma omp declare simd notinbranch
+float log2f(float);
+#pragma omp declare simd notinbranch
+float exp2f(float);
+#endif
+#endif
+
+// Tiles of the flattened index, aligned to their width: the QFT_CPU_PHILOX_LANES Philox blocks of a tile are
+// computed together, and every element goes through the same full-width vector loop at the same lane whatever
+// the run it belongs to (so the forward and the backward, and any thread split, give the same bits).
+enum { TILE = QFT_CPU_PHILOX_LANES * 4 };
+
+// values[j] = the noise value v of element tile + j, the mapping of quant_noise_forward: uniform u - 1/2;
+// Gaussian Box-Muller on the word pairs (0, 1) and (2, 3) of each block, cos for the first element of a pair
+// and sin for the second, over sqrt(12); Bernoulli u itself (compared with p).
+static void tile_values(float values[TILE], uint64_t tile, const qft_quant_noise *noise) {
     const float inv_sqrt12 = 0.28867513459481287f, two_pi = 6.283185307179586f;
-    switch (kind) {
-    case QFT_NOISE_GAUSSIAN: {
-        unsigned pair = (unsigned)(i & 2);
-        float ua = qft_uint_to_unit_float(block->v[pair]), ub = qft_uint_to_unit_float(block->v[pair + 1]);
-        // 1 - u lies in (0, 1], so the log is finite.
-        float radius = sqrtf(-2.0f * logf(1.0f - ua)) * inv_sqrt12, angle = two_pi * ub;
-        return (i & 1) ? radius * sinf(angle) : radius * cosf(angle);
+    cpu_philox_uniform_blocks(values, tile / 4, noise->seed, noise->stream);
+    switch (noise->kind) {
+    case QFT_NOISE_GAUSSIAN:
+        for (int j = 0; j < TILE; j += 2) {
+            // 1 - u lies in (0, 1], so the log is finite.
+            float radius = sqrtf(-2.0f * logf(1.0f - values[j])) * inv_sqrt12, angle = two_pi * values[j + 1];
+            values[j] = radius * cosf(angle);
+            values[j + 1] = radius * sinf(angle);
+        }
+        break;
+    case QFT_NOISE_BERNOULLI: break;
+    default:
+        for (int j = 0; j < TILE; j++) values[j] -= 0.5f;
+        break;
     }
-    case QFT_NOISE_BERNOULLI: return qft_uint_to_unit_float(block->v[i & 3]);
-    default: return qft_uint_to_unit_float(block->v[i & 3]) - 0.5f;
+}
+
+// The uniform grid (s, z, qmin, qmax) over a tile: where the grid clips (NaN included) and at P = 0 exactly,
+// Q(P) (qft_quant_dequant); elsewhere P + a s v (bernoulli: v < p ? Q(P) : P), clamped to the grid's range.
+// Branch-free, so it vectorizes.
+static void uniform_tile(float y[TILE], const float x[TILE], const float v[TILE], const qft_prob_quant *pq) {
+    const float s = pq->scale, inv = 1.0f / s, z = pq->zero_point, qmin = (float)pq->qmin, qmax = (float)pq->qmax;
+    const float lo = (qmin - z) * s, hi = (qmax - z) * s, step = pq->noise->amplitude * s, p_exact = pq->noise->p;
+    const int bernoulli = pq->noise->kind == QFT_NOISE_BERNOULLI;
+#pragma omp simd
+    for (int j = 0; j < TILE; j++) {
+        float q = rintf(x[j] * inv) + z;
+        float clamped = q >= qmin ? q : qmin;  // fminf(fmaxf(q, qmin), qmax), NaN -> qmin, as qft_quant_dequant
+        clamped = clamped <= qmax ? clamped : qmax;
+        float level = (clamped - z) * s;
+        float noisy = bernoulli ? (v[j] < p_exact ? level : x[j]) : x[j] + step * v[j];
+        noisy = noisy >= lo ? noisy : lo;
+        noisy = noisy <= hi ? noisy : hi;
+        y[j] = q >= qmin && q <= qmax && x[j] != 0.0f ? noisy : level;
     }
 }
 
-static inline float clampf(float x, float lo, float hi) {
-    x = x >= lo ? x : lo;
-    return x <= hi ? x : hi;
-}
-
-// One probability through the noise form of the uniform grid (s, z, qmin, qmax): noise_element of
-// quant_noise_forward, with P = 0 kept at Q(0).
-static inline float uniform_noise(const qft_prob_quant *pq, float p, float v) {
-    const float s = pq->scale, inv = 1.0f / s, z = pq->zero_point;
-    const float qmin = (float)pq->qmin, qmax = (float)pq->qmax;
-    float q = rintf(p * inv) + z;
-    float level = qft_quant_dequant(p, s, inv, z, pq->qmin, pq->qmax);
-    if (!(q >= qmin && q <= qmax) || p == 0.0f) return level;  // clipped (NaN included), or a masked key
-    const qft_quant_noise *noise = pq->noise;
-    float y = noise->kind == QFT_NOISE_BERNOULLI ? (v < noise->p ? level : p) : p + noise->amplitude * s * v;
-    return clampf(y, (qmin - z) * s, (qmax - z) * s);
-}
-
-// One probability through the noise form of the log2 (k = 1) / log-sqrt2 (k = 2) quantizer: the code
+// The log2 (k = 1) / log-sqrt2 (k = 2) quantizer over the tile's elements [begin, end): the code
 // c = -k log2(P / s) moves by a v before it is turned back into a value, P~ = s 2^(-c~ / k), c~ clamped to the
-// code range [0, 2^bits - 1]. Elements the quantizer clips (above s: Q = s; the zero level; NaN) keep Q(P).
-static inline float log_noise(const qft_prob_quant *pq, float p, float v) {
-    const int sqrt2 = pq->kind == QFT_QUANT_LOG_SQRT2;
-    const float s = pq->scale, k = sqrt2 ? 2.0f : 1.0f, code_max = (float)((1 << pq->bits) - 1);
-    int pass;
-    float level = qft_log_dequant(p, s, pq->bits, sqrt2, &pass);
-    if (!pass) return level;  // pass: P > 0 finite, 0 <= rounded code < 2^bits, level != 0
-    const qft_quant_noise *noise = pq->noise;
-    float code = -k * log2f(p * (1.0f / s));
-    if (noise->kind == QFT_NOISE_BERNOULLI) {
-        if (v < noise->p) return level;
-        if (code >= 0.0f && code <= code_max) return p;  // inside the code range: P itself
-    } else {
-        code += noise->amplitude * v;
+// code range [0, 2^bits - 1] (bernoulli: v < p ? Q(P) : P, clamped alike). Elements the quantizer clips (above s,
+// the zero level, NaN) keep Q(P) (qft_log_dequant, as the real quantizer).
+static void log_tile(float y[TILE], const float x[TILE], const float v[TILE], int begin, int end,
+                     const qft_prob_quant *pq) {
+    const int sqrt2 = pq->kind == QFT_QUANT_LOG_SQRT2, bernoulli = pq->noise->kind == QFT_NOISE_BERNOULLI;
+    const float s = pq->scale, inv = 1.0f / s, k = sqrt2 ? 2.0f : 1.0f, inv_k = sqrt2 ? 0.5f : 1.0f;
+    const float top = (float)((1 << pq->bits) - 1), shift = bernoulli ? 0.0f : pq->noise->amplitude;
+    float code[TILE];
+#pragma omp simd
+    for (int j = 0; j < TILE; j++) {
+        code[j] = -k * log2f(x[j] * inv);
+        float moved = code[j] + shift * v[j];
+        moved = moved >= 0.0f ? moved : 0.0f;
+        moved = moved <= top ? moved : top;
+        y[j] = s * exp2f(-moved * inv_k);
     }
-    return s * exp2f(-clampf(code, 0.0f, code_max) / k);
+    for (int j = begin; j < end; j++) {
+        int pass;  // P > 0 finite, 0 <= rounded code < 2^bits, level != 0
+        float level = qft_log_dequant(x[j], s, pq->bits, sqrt2, &pass);
+        if (!pass || (bernoulli && v[j] < pq->noise->p)) y[j] = level;
+        else if (bernoulli && code[j] >= 0.0f && code[j] <= top) y[j] = x[j];  // inside the code range: P itself
+    }
 }
 
 void cpu_prob_noise_run(float *out, const float *p, uint64_t first, int n, const qft_prob_quant *pq) {
-    const qft_quant_noise *noise = pq->noise;
+    const uint64_t end = first + (uint64_t)n;
     const int uniform = pq->kind == QFT_QUANT_UNIFORM;
-    qft_philox_block block = {{0, 0, 0, 0}};
-    uint64_t block_index = UINT64_MAX;
-    for (int e = 0; e < n; e++) {
-        uint64_t i = first + (uint64_t)e;
-        if (i >> 2 != block_index) {
-            block_index = i >> 2;
-            block = qft_philox_block_at(noise->seed, noise->stream, block_index);
-        }
-        float v = noise_value(&block, i, noise->kind);
-        out[e] = uniform ? uniform_noise(pq, p[e], v) : log_noise(pq, p[e], v);
+    for (uint64_t tile = first / TILE * TILE; tile < end; tile += TILE) {
+        float values[TILE], x[TILE], y[TILE];
+        tile_values(values, tile, pq->noise);
+        int begin = tile < first ? (int)(first - tile) : 0, stop = end - tile < TILE ? (int)(end - tile) : TILE;
+        for (int j = 0; j < TILE; j++) x[j] = j >= begin && j < stop ? p[tile + (uint64_t)j - first] : 0.5f;
+        if (uniform) uniform_tile(y, x, values, pq);
+        else log_tile(y, x, values, begin, stop, pq);
+        for (int j = begin; j < stop; j++) out[tile + (uint64_t)j - first] = y[j];
     }
 }
 
