@@ -48,7 +48,7 @@ static float reference_prob(const qft_prob_quant *pq, float p, uint64_t i) {
     int noisy;
     float level = real_prob(pq, p, &noisy);
     if (!noisy) return level;
-    const qft_quant_noise *noise = pq->noise;
+    const qft_quant_noise *noise = &pq->noise->params;
     float v = reference_value(noise, i);
     int bernoulli = noise->kind == QFT_NOISE_BERNOULLI;
     if (bernoulli && v < noise->p) return level;
@@ -138,7 +138,7 @@ static void test_reference(void) {
         float *got = malloc(c.n_probs * sizeof(float)), *again = malloc(c.n_probs * sizeof(float));
         for (size_t qi = 0; qi < sizeof quants / sizeof *quants; qi++) {
             for (int kind = QFT_NOISE_UNIFORM; kind <= QFT_NOISE_BERNOULLI; kind++) {
-                qft_quant_noise noise = {kind, 1.3f, 0.4f, 1234, qft_noise_stream(5, 9)};
+                qft_prob_noise noise = {{kind, 1.3f, 0.4f, 1234, qft_noise_stream(5, 9)}};
                 qft_prob_quant pq = quants[qi];
                 pq.noise = &noise;
                 case_forward(&c, &pq, got);
@@ -154,9 +154,9 @@ static void test_reference(void) {
                     wrong += !(fabsf(got[i] - want) <= 2e-6f * fabsf(want) + 1e-9f);
                 }
                 CHECK(wrong == 0 && masked > 0 && moved > c.n_probs / 4,
-                      "Tq %d, %s %d-bit s %g, %s noise: %zu of %zu probabilities differ from the contract (%zu clipped, "
-                      "%zu masked, %zu moved)", c.Tq, quant_name(&pq), pq.bits, pq.scale, noise_name(kind), wrong,
-                      c.n_probs, clipped, masked, moved);
+                      "Tq %d, %s %d-bit s %g, %s noise: %zu of %zu probabilities differ from the contract "
+                      "(%zu clipped, %zu masked, %zu moved)", c.Tq, quant_name(&pq), pq.bits, pq.scale,
+                      noise_name(kind), wrong, c.n_probs, clipped, masked, moved);
                 if (qi == 1 || qi == 3 || qi == 5)
                     CHECK(clipped > 0, "%s s %g clips some probabilities (%zu)", quant_name(&pq), pq.scale, clipped);
                 int threads = omp_get_max_threads();
@@ -186,7 +186,7 @@ static void test_reference(void) {
 // (Gaussian: 6 standard deviations from the ends).
 static size_t noise_moments(const qft_prob_quant *pq, const float *p, const float *got, size_t n, double *mean,
                             double *var) {
-    const qft_quant_noise *noise = pq->noise;
+    const qft_quant_noise *noise = &pq->noise->params;
     double margin = noise->amplitude * (noise->kind == QFT_NOISE_GAUSSIAN ? 6.0 / sqrt(12.0) : 0.5);
     double sum = 0.0, sq = 0.0;
     size_t count = 0;
@@ -220,14 +220,15 @@ static void test_statistics(void) {
     struct {
         qft_prob_quant pq;
         qft_noise_kind kind;
-    } cases[] = {{uniform_quant(4, 1.0f / 15.0f), QFT_NOISE_UNIFORM}, {uniform_quant(8, 1.0f / 255.0f), QFT_NOISE_UNIFORM},
+    } cases[] = {{uniform_quant(4, 1.0f / 15.0f), QFT_NOISE_UNIFORM},
+                 {uniform_quant(8, 1.0f / 255.0f), QFT_NOISE_UNIFORM},
                  {uniform_quant(8, 1.0f / 255.0f), QFT_NOISE_GAUSSIAN},
                  {log_quant(QFT_QUANT_LOG2, 4, 1.0f), QFT_NOISE_UNIFORM},
                  {log_quant(QFT_QUANT_LOG2, 4, 1.0f), QFT_NOISE_GAUSSIAN},
                  {log_quant(QFT_QUANT_LOG_SQRT2, 4, 1.0f), QFT_NOISE_UNIFORM}};
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         float a = 1.3f;
-        qft_quant_noise noise = {cases[ci].kind, a, 0.0f, 77, qft_noise_stream(3, 4)};
+        qft_prob_noise noise = {{cases[ci].kind, a, 0.0f, 77, qft_noise_stream(3, 4)}};
         qft_prob_quant pq = cases[ci].pq;
         pq.noise = &noise;
         case_forward(&c, &pq, got);
@@ -236,12 +237,12 @@ static void test_statistics(void) {
         // Standard errors at n ~ 37000: mean sqrt(want / n) ~ 0.002; variance 0.5% (uniform), 0.7% (Gaussian).
         CHECK(count > c.n_probs / 2 && fabs(mean) < 5.0 * sqrt(want / count) && fabs(var / want - 1.0) < 0.035,
               "%s %d-bit, %s noise: mean %.4g, variance %.5g over %zu, expected 0 and a^2/12 = %.5g", quant_name(&pq),
-              pq.bits, noise_name(noise.kind), mean, var, count, want);
+              pq.bits, noise_name(noise.params.kind), mean, var, count, want);
         printf("%s %d-bit probabilities, %s noise a = %.1f: mean %+.2e, variance %.5f %s (a^2/12 = %.5f) over %zu of "
-               "%zu\n", quant_name(&pq), pq.bits, noise_name(noise.kind), a, mean, var,
+               "%zu\n", quant_name(&pq), pq.bits, noise_name(noise.params.kind), a, mean, var,
                pq.kind == QFT_QUANT_UNIFORM ? "s^2" : "code^2", want, count, c.n_probs);
-        qft_quant_noise next = noise;
-        next.stream = qft_noise_stream(4, 4);
+        qft_prob_noise next = noise;
+        next.params.stream = qft_noise_stream(4, 4);
         pq.noise = &next;
         case_forward(&c, &pq, other);
         double cross = 0.0, norm_a = 0.0, norm_b = 0.0;
@@ -250,7 +251,8 @@ static void test_statistics(void) {
             cross += x * y, norm_a += x * x, norm_b += y * y;
         }
         double corr = cross / sqrt(norm_a * norm_b);
-        CHECK(fabs(corr) < 0.03, "%s: the next step's noise is correlated with this one's (%.3g)", quant_name(&pq), corr);
+        CHECK(fabs(corr) < 0.03, "%s: the next step's noise is correlated with this one's (%.3g)", quant_name(&pq),
+              corr);
     }
     free(got), free(other);
     case_free(&c);
@@ -308,13 +310,14 @@ static void test_gradient(void) {
         c.v = random_tensor(n, -1.0f, 1.0f);
         float *dout = random_tensor(n_out, -1.0f, 1.0f);
         float *grads[2][3];
-        qft_quant_noise noise = {QFT_NOISE_UNIFORM, 1.0f, 0.0f, 5, qft_noise_stream(1, 2)};
+        qft_prob_noise noise = {{QFT_NOISE_UNIFORM, 1.0f, 0.0f, 5, qft_noise_stream(1, 2)}};
         float scale = 1.0f / sqrtf((float)c.HS);
         for (int noisy = 0; noisy < 2; noisy++) {
             qft_prob_quant pq = quants[qi];
             pq.noise = noisy ? &noise : NULL;
             for (int g = 0; g < 3; g++) grads[noisy][g] = zero_tensor(n);
-            be->attention_forward(c.out, c.probs, c.q, c.k, c.v, (int)c.C, NULL, c.B, c.T, c.Tq, c.NH, c.HS, scale, &pq);
+            be->attention_forward(c.out, c.probs, c.q, c.k, c.v, (int)c.C, NULL, c.B, c.T, c.Tq, c.NH, c.HS, scale,
+                                  &pq);
             be->attention_backward(grads[noisy][0], grads[noisy][1], grads[noisy][2], dout, c.probs, c.q, c.k, c.v,
                                    (int)c.C, c.B, c.T, c.Tq, c.NH, c.HS, scale, &pq);
         }
@@ -563,7 +566,8 @@ static void test_selection(void) {
     qft_config cfg;
     qft_error err;
     const char yaml[] = "model: {hidden_size: 16, num_layers: 2, num_heads: 2, intermediate_size: 32}\n"
-                        "quant:\n  rules:\n    - {pattern: \"*.attn.probs\", bits: 4, symmetric: false, signed: false}\n"
+                        "quant:\n  rules:\n"
+                        "    - {pattern: \"*.attn.probs\", bits: 4, symmetric: false, signed: false}\n"
                         "    - {pattern: \"layers.*.fc1.input\", bits: 4, symmetric: false, signed: false}\n"
                         "noise: {kind: uniform, sites: \"*.fc1.input\"}\n";
     qft_config_defaults(&cfg);

@@ -35,6 +35,26 @@ typedef struct {
     const int32_t *column_group;   // QFT_FQ_COLUMN_MAP: [C] group of each column (backend memory)
 } qft_fq_layout;
 
+// Fake quantization of attention probabilities inside the attention op (NULL = none). The op saves
+// the unquantized probabilities; P_hat = Q(P) weights the values, and the softmax backward receives
+// dP = dP_hat * STE mask (no gradient to the quantizer's parameters).
+// noise != NULL (training, docs/methods.md §2): P~ = the quantizer's noise form stands in for P_hat in the
+// forward and in the backward's dv; the backward's mask stays the real quantizer's at P. Element
+// i = ((b * NH + h) * Tq + row) * T + key of the flattened [B, NH, Tq, T] probabilities draws word i & 3 of
+// Philox block qft_philox_block_at(params.seed, params.stream, i >> 2), mapped as quant_noise_forward maps it
+// to v (uniform u - 1/2, Gaussian Box-Muller over sqrt(12), Bernoulli u). Where the quantizer clips, and for
+// P = 0 exactly (masked keys), P~ = Q(P). Elsewhere, with a = params.amplitude, p = params.p:
+//   uniform grid:  P~ = clamp(P + a s v, (qmin - z) s, (qmax - z) s)      (bernoulli: v < p ? Q(P) : P, clamped)
+//   log kinds:     c = -k log2(P / s) (k = 1 log2, 2 log_sqrt2: the code before rounding),
+//                  P~ = s 2^(-clamp(c + a v, 0, 2^bits - 1) / k)         (bernoulli: v < p ? Q(P) : P, clamped)
+typedef struct {
+    int kind;                      // qft_quant_kind: 0 uniform, 1 log2, 2 log_sqrt2 (host/quant/format.h)
+    int bits;                      // log kinds
+    int qmin, qmax;                // uniform grid
+    float scale, zero_point;       // uniform (s, z) / log scale, per tensor, host values
+    const struct qft_prob_noise *noise;  // NULL: the real quantizer
+} qft_prob_quant;
+
 // Noise that stands in for a quantizer during training (quant_noise_forward).
 typedef enum { QFT_NOISE_UNIFORM = 0, QFT_NOISE_GAUSSIAN, QFT_NOISE_BERNOULLI } qft_noise_kind;
 typedef struct {
@@ -44,25 +64,11 @@ typedef struct {
     uint64_t seed, stream;         // Philox key and stream
 } qft_quant_noise;
 
-// Fake quantization of attention probabilities inside the attention op (NULL = none). The op saves
-// the unquantized probabilities; P_hat = Q(P) weights the values, and the softmax backward receives
-// dP = dP_hat * STE mask (no gradient to the quantizer's parameters).
-// noise != NULL (training, docs/methods.md §2): P~ = the quantizer's noise form stands in for P_hat in the
-// forward and in the backward's dv; the backward's mask stays the real quantizer's at P. Element
-// i = ((b * NH + h) * Tq + row) * T + key of the flattened [B, NH, Tq, T] probabilities draws word i & 3 of
-// Philox block qft_philox_block_at(noise->seed, noise->stream, i >> 2), mapped as quant_noise_forward maps it
-// to v (uniform u - 1/2, Gaussian Box-Muller over sqrt(12), Bernoulli u). Where the quantizer clips, and for
-// P = 0 exactly (masked keys), P~ = Q(P). Elsewhere, with a = noise->amplitude:
-//   uniform grid:  P~ = clamp(P + a s v, (qmin - z) s, (qmax - z) s)      (bernoulli: v < p ? Q(P) : P, clamped)
-//   log kinds:     c = -k log2(P / s) (k = 1 log2, 2 log_sqrt2: the code before rounding),
-//                  P~ = s 2^(-clamp(c + a v, 0, 2^bits - 1) / k)         (bernoulli: v < p ? Q(P) : P, clamped)
-typedef struct {
-    int kind;                      // qft_quant_kind: 0 uniform, 1 log2, 2 log_sqrt2 (host/quant/format.h)
-    int bits;                      // log kinds
-    int qmin, qmax;                // uniform grid
-    float scale, zero_point;       // uniform (s, z) / log scale, per tensor, host values
-    const qft_quant_noise *noise;  // NULL: the real quantizer
-} qft_prob_quant;
+// The noise the attention op draws in place of its probability quantizer (qft_prob_quant.noise): amplitude in
+// steps of the uniform grid, in codes for the log kinds.
+typedef struct qft_prob_noise {
+    qft_quant_noise params;
+} qft_prob_noise;
 
 typedef struct qft_backend {
     const char *name;

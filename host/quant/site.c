@@ -280,7 +280,7 @@ const qft_prob_quant *qft_site_probs(qft_quant_state *st, qft_quant_site *site, 
     if (!qft_site_active(st, site)) return NULL;
     probs_quantizer(st, site, &storage->quant);
     if (st->hooks && st->hooks->probs_noise &&
-        st->hooks->probs_noise(st->hooks->ctx, st, site_index(st, site), &storage->quant, &storage->noise))
+        st->hooks->probs_noise(st->hooks->ctx, st, site_index(st, site), &storage->quant, &storage->noise.params))
         storage->quant.noise = &storage->noise;
     return &storage->quant;
 }

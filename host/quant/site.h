@@ -132,7 +132,7 @@ void qft_site_output_forward(qft_quant_state *st, qft_quant_site *site, float *x
 // may stand in for it (result->noise = &storage->noise, from the probs_noise hook). Forward and backward.
 typedef struct {
     qft_prob_quant quant;
-    qft_quant_noise noise;
+    qft_prob_noise noise;
 } qft_prob_storage;
 const qft_prob_quant *qft_site_probs(qft_quant_state *st, qft_quant_site *site, qft_prob_storage *storage);
 // In the forward, before qft_site_probs: 1 when a method needs this forward's unquantized probabilities first

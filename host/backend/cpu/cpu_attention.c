@@ -200,7 +200,8 @@ static inline __attribute__((always_inline)) void attention_head_forward(
 #pragma omp simd
             for (int j = 0; j < T; j++) prob_row[j] *= inv_sum;
         }
-        if (pq) prob_rows_quantize(pq, prob_rows, quant_group, T, valid_rows, head_row + (size_t)i0);  // P_hat weights v; P is saved
+        // P_hat (in training possibly its noise form) weights v; P is saved
+        if (pq) prob_rows_quantize(pq, prob_rows, quant_group, T, valid_rows, head_row + (size_t)i0);
         group_weighted_rows(out_rows, prob_rows, v_head, S, T, HS, 0);
         if (prob_head && group_scores != scores)  // a partial last group was computed in the buffer
             memcpy(scores, group_scores, (size_t)valid_rows * T * sizeof(float));

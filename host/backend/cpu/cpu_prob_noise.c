@@ -50,8 +50,9 @@ static void tile_values(float values[TILE], uint64_t tile, const qft_quant_noise
 // Branch-free, so it vectorizes.
 static void uniform_tile(float y[TILE], const float x[TILE], const float v[TILE], const qft_prob_quant *pq) {
     const float s = pq->scale, inv = 1.0f / s, z = pq->zero_point, qmin = (float)pq->qmin, qmax = (float)pq->qmax;
-    const float lo = (qmin - z) * s, hi = (qmax - z) * s, step = pq->noise->amplitude * s, p_exact = pq->noise->p;
-    const int bernoulli = pq->noise->kind == QFT_NOISE_BERNOULLI;
+    const float lo = (qmin - z) * s, hi = (qmax - z) * s;
+    const float step = pq->noise->params.amplitude * s, p_exact = pq->noise->params.p;
+    const int bernoulli = pq->noise->params.kind == QFT_NOISE_BERNOULLI;
 #pragma omp simd
     for (int j = 0; j < TILE; j++) {
         float q = rintf(x[j] * inv) + z;
@@ -71,9 +72,9 @@ static void uniform_tile(float y[TILE], const float x[TILE], const float v[TILE]
 // the zero level, NaN) keep Q(P) (qft_log_dequant, as the real quantizer).
 static void log_tile(float y[TILE], const float x[TILE], const float v[TILE], int begin, int end,
                      const qft_prob_quant *pq) {
-    const int sqrt2 = pq->kind == QFT_QUANT_LOG_SQRT2, bernoulli = pq->noise->kind == QFT_NOISE_BERNOULLI;
+    const int sqrt2 = pq->kind == QFT_QUANT_LOG_SQRT2, bernoulli = pq->noise->params.kind == QFT_NOISE_BERNOULLI;
     const float s = pq->scale, inv = 1.0f / s, k = sqrt2 ? 2.0f : 1.0f, inv_k = sqrt2 ? 0.5f : 1.0f;
-    const float top = (float)((1 << pq->bits) - 1), shift = bernoulli ? 0.0f : pq->noise->amplitude;
+    const float top = (float)((1 << pq->bits) - 1), shift = bernoulli ? 0.0f : pq->noise->params.amplitude;
     float code[TILE];
 #pragma omp simd
     for (int j = 0; j < TILE; j++) {
@@ -86,7 +87,7 @@ static void log_tile(float y[TILE], const float x[TILE], const float v[TILE], in
     for (int j = begin; j < end; j++) {
         int pass;  // P > 0 finite, 0 <= rounded code < 2^bits, level != 0
         float level = qft_log_dequant(x[j], s, pq->bits, sqrt2, &pass);
-        if (!pass || (bernoulli && v[j] < pq->noise->p)) y[j] = level;
+        if (!pass || (bernoulli && v[j] < pq->noise->params.p)) y[j] = level;
         else if (bernoulli && code[j] >= 0.0f && code[j] <= top) y[j] = x[j];  // inside the code range: P itself
     }
 }
@@ -96,7 +97,7 @@ void cpu_prob_noise_run(float *out, const float *p, uint64_t first, int n, const
     const int uniform = pq->kind == QFT_QUANT_UNIFORM;
     for (uint64_t tile = first / TILE * TILE; tile < end; tile += TILE) {
         float values[TILE], x[TILE], y[TILE];
-        tile_values(values, tile, pq->noise);
+        tile_values(values, tile, &pq->noise->params);
         int begin = tile < first ? (int)(first - tile) : 0, stop = end - tile < TILE ? (int)(end - tile) : TILE;
         for (int j = 0; j < TILE; j++) x[j] = j >= begin && j < stop ? p[tile + (uint64_t)j - first] : 0.5f;
         if (uniform) uniform_tile(y, x, values, pq);
