@@ -260,7 +260,7 @@ static const config_key config_keys[] = {
 
     ENUM("noise.kind", noise.kind, "off", "off|uniform|gaussian|bernoulli",
          "Noise that stands in for the quantizer of enabled sites during training: `uniform` x + a step U(-1/2, 1/2), `gaussian` the same variance, `bernoulli` Quant-Noise's x + M (Q(x) - x) with M ~ Bernoulli(noise.p). Needs quant.rules."),
-    STRING("noise.sites", noise.sites, "*", "Comma-separated globs over the enabled sites that get noise (attention probabilities `layers.*.attn.probs` included: the attention op draws it, in the log domain for log2 / log_sqrt2); the others quantize for real."),
+    STRING("noise.sites", noise.sites, "*", "Comma-separated globs over the enabled sites that get noise; the others quantize for real."),
     REAL("noise.p", noise.p, 0.5, 0, CLOSED, 1, CLOSED, "kind bernoulli: probability that an element is quantized exactly."),
     REAL("noise.amplitude", noise.amplitude, 1.0, 0, CLOSED, 100, CLOSED,
          "a_site before the first adaptation (and always when noise.adapt_every = 0)."),
