@@ -110,10 +110,10 @@ static void case_forward(attn_case *c, const qft_prob_quant *pq, float *weights)
 }
 
 static qft_prob_quant uniform_quant(int bits, float s) {
-    return (qft_prob_quant){QFT_QUANT_UNIFORM, bits, 0, (1 << bits) - 1, s, 0.0f, NULL};
+    return (qft_prob_quant){.kind = QFT_QUANT_UNIFORM, .bits = bits, .qmin = 0, .qmax = (1 << bits) - 1, .scale = s};
 }
 static qft_prob_quant log_quant(int kind, int bits, float s) {
-    return (qft_prob_quant){kind, bits, 0, 0, s, 0.0f, NULL};
+    return (qft_prob_quant){.kind = kind, .bits = bits, .scale = s};
 }
 
 static const char *quant_name(const qft_prob_quant *pq) {
@@ -138,7 +138,8 @@ static void test_reference(void) {
         float *got = malloc(c.n_probs * sizeof(float)), *again = malloc(c.n_probs * sizeof(float));
         for (size_t qi = 0; qi < sizeof quants / sizeof *quants; qi++) {
             for (int kind = QFT_NOISE_UNIFORM; kind <= QFT_NOISE_BERNOULLI; kind++) {
-                qft_prob_noise noise = {{kind, 1.3f, 0.4f, 1234, qft_noise_stream(5, 9)}};
+                qft_prob_noise noise = {{.kind = kind, .amplitude = 1.3f, .p = 0.4f, .seed = 1234,
+                                         .stream = qft_noise_stream(5, 9)}};
                 qft_prob_quant pq = quants[qi];
                 pq.noise = &noise;
                 case_forward(&c, &pq, got);
@@ -228,7 +229,8 @@ static void test_statistics(void) {
                  {log_quant(QFT_QUANT_LOG_SQRT2, 4, 1.0f), QFT_NOISE_UNIFORM}};
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         float a = 1.3f;
-        qft_prob_noise noise = {{cases[ci].kind, a, 0.0f, 77, qft_noise_stream(3, 4)}};
+        qft_prob_noise noise = {{.kind = cases[ci].kind, .amplitude = a, .seed = 77,
+                                 .stream = qft_noise_stream(3, 4)}};
         qft_prob_quant pq = cases[ci].pq;
         pq.noise = &noise;
         case_forward(&c, &pq, got);
@@ -310,7 +312,8 @@ static void test_gradient(void) {
         c.v = random_tensor(n, -1.0f, 1.0f);
         float *dout = random_tensor(n_out, -1.0f, 1.0f);
         float *grads[2][3];
-        qft_prob_noise noise = {{QFT_NOISE_UNIFORM, 1.0f, 0.0f, 5, qft_noise_stream(1, 2)}};
+        qft_prob_noise noise = {{.kind = QFT_NOISE_UNIFORM, .amplitude = 1.0f, .seed = 5,
+                                 .stream = qft_noise_stream(1, 2)}};
         float scale = 1.0f / sqrtf((float)c.HS);
         for (int noisy = 0; noisy < 2; noisy++) {
             qft_prob_quant pq = quants[qi];
