@@ -139,7 +139,7 @@ static void test_model_gradient(const char *what, const char *mode, const char *
     qft_model_backward(&m, 1.0f, 7, 0);
     be->copy_to_host(without, m.grads, np * sizeof(float));
     frozen_penalty frozen = {&methods.penalty, 0.0};
-    qft_site_hooks probe = {&frozen, frozen_observe, NULL, NULL};
+    qft_site_hooks probe = {.ctx = &frozen, .observe = frozen_observe};
     m.quant.hooks = &probe;
     double lambda = methods.penalty.lambda_now;
     CHECK(raw > 0 && weighted == lambda * raw, "%s: penalty %g (weighted %g)", what, raw, weighted);

@@ -38,11 +38,21 @@ typedef struct {
 // Fake quantization of attention probabilities inside the attention op (NULL = none). The op saves
 // the unquantized probabilities; P_hat = Q(P) weights the values, and the softmax backward receives
 // dP = dP_hat * STE mask (no gradient to the quantizer's parameters).
+// noise != NULL (training, docs/methods.md §2): P~ = the quantizer's noise form stands in for P_hat in the
+// forward and in the backward's dv; the backward's mask stays the real quantizer's at P. Element
+// i = ((b * NH + h) * Tq + row) * T + key of the flattened [B, NH, Tq, T] probabilities draws word i & 3 of
+// Philox block qft_philox_block_at(params.seed, params.stream, i >> 2), mapped as quant_noise_forward maps it
+// to v (uniform u - 1/2, Gaussian Box-Muller over sqrt(12), Bernoulli u). Where the quantizer clips, and for
+// P = 0 exactly (masked keys), P~ = Q(P). Elsewhere, with a = params.amplitude, p = params.p:
+//   uniform grid:  P~ = clamp(P + a s v, (qmin - z) s, (qmax - z) s)      (bernoulli: v < p ? Q(P) : P, clamped)
+//   log kinds:     c = -k log2(P / s) (k = 1 log2, 2 log_sqrt2: the code before rounding),
+//                  P~ = s 2^(-clamp(c + a v, 0, 2^bits - 1) / k)         (bernoulli: v < p ? Q(P) : P, clamped)
 typedef struct {
     int kind;                      // qft_quant_kind: 0 uniform, 1 log2, 2 log_sqrt2 (host/quant/format.h)
     int bits;                      // log kinds
     int qmin, qmax;                // uniform grid
     float scale, zero_point;       // uniform (s, z) / log scale, per tensor, host values
+    const struct qft_prob_noise *noise;  // NULL: the real quantizer
 } qft_prob_quant;
 
 // Noise that stands in for a quantizer during training (quant_noise_forward).
@@ -58,6 +68,12 @@ typedef struct {
     const float *cdf;
     int bins;
 } qft_quant_noise;
+
+// The noise the attention op draws in place of its probability quantizer (qft_prob_quant.noise): amplitude in
+// steps of the uniform grid, in codes for the log kinds.
+typedef struct qft_prob_noise {
+    qft_quant_noise params;
+} qft_prob_noise;
 
 typedef struct qft_backend {
     const char *name;
@@ -114,6 +130,11 @@ typedef struct qft_backend {
                                const float *q, const float *k, const float *v, int qkv_stride,
                                int B, int T, int Tq, int NH, int HS, float scale,
                                const qft_prob_quant *prob_quant);
+    // The quantizer's rounding residual on probabilities [n] (for the noise amplitude; prob_quant's noise is
+    // ignored): *sum_sq = sum over the elements that get noise (not clipped, not 0; see qft_prob_quant) of r^2,
+    // r = (Q(P) - P) / s for the uniform grid and r = q' - c in log codes for the log kinds (q' the rounded code,
+    // c = -k log2(P / s)); double, fixed order. Returns how many elements there are.
+    size_t (*prob_quant_residual)(const float *probs, size_t n, const qft_prob_quant *prob_quant, double *sum_sq);
 
     // ---- embeddings: out[N,C] += table[ids[i]] (accumulates so token+position+segment sum up) ----
     void (*embedding_forward)(float *out, const int32_t *ids, const float *table, int N, int C);

@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "noise_probs.h"
+
 static void hook_observe(void *ctx, qft_quant_state *st, int site, const float *x, int rows) {
     qft_penalty_observe(&((qft_methods *)ctx)->penalty, st, site, x, rows);
 }
@@ -17,6 +19,16 @@ static void hook_backward(void *ctx, qft_quant_state *st, int site, float *dx, i
     qft_penalty_backward(&((qft_methods *)ctx)->penalty, st, site, dx, rows);
 }
 
+static int hook_probs_noise(void *ctx, qft_quant_state *st, int site, const qft_prob_quant *pq,
+                            qft_quant_noise *noise) {
+    return qft_noise_probs(&((qft_methods *)ctx)->noise, st, site, pq, noise);
+}
+
+static int hook_probs_measure(void *ctx, qft_quant_state *st, int site, const qft_prob_quant *pq, const float *probs,
+                              int rows, int T) {
+    return qft_noise_probs_measure(&((qft_methods *)ctx)->noise, st, site, pq, probs, rows, T);
+}
+
 qft_status qft_methods_init(qft_methods *methods, const qft_config *cfg, qft_model *model, qft_error *err) {
     memset(methods, 0, sizeof *methods);
     methods->model = model;
@@ -26,7 +38,8 @@ qft_status qft_methods_init(qft_methods *methods, const qft_config *cfg, qft_mod
     if (!methods->penalty.enabled && !methods->noise.enabled) return QFT_OK;
     // The pruned last ViT layer (model->prune_last_layer) stays pruned: its sites after the attention see
     // the CLS rows, the only rows the model computes and quantizes there, so those are the ones penalized.
-    methods->hooks = (qft_site_hooks){methods, hook_observe, hook_quantize, hook_backward};
+    methods->hooks = (qft_site_hooks){methods, hook_observe, hook_quantize, hook_backward, hook_probs_noise,
+                                      hook_probs_measure};
     model->quant.hooks = &methods->hooks;
     return QFT_OK;
 }

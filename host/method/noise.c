@@ -29,8 +29,8 @@ qft_status qft_noise_init(qft_noise *noise, const qft_noise_config *cfg, qft_qua
     int selected = 0;
     for (int i = 0; i < st->count; i++) {
         const qft_quant_site *site = &st->sites[i];
-        // Probabilities are quantized inside the attention op, which has no noise form.
-        noise->selected[i] = site->fmt.enabled && site->role != QFT_SITE_PROBS && qft_glob_list_match(cfg->sites, site->name);
+        // PROBS sites too: the attention op draws their noise (noise_probs.c).
+        noise->selected[i] = site->fmt.enabled && qft_glob_list_match(cfg->sites, site->name);
         selected += noise->selected[i];
     }
     if (!selected)

@@ -60,7 +60,14 @@ static void attention_core_forward(const qft_backend *be, const qft_layer_shape 
                                    qft_layer_acts *a, const float *x_in, float *attn_out, int queries) {
     int N = s->B * s->T, D = s->D, HS = D / s->NH;
     qft_qlinear_forward(be, s->quant, SITE(s, qkv_w), SITE(s, qkv_in), a->qkv, x_in, p->qkv_w, p->qkv_b, N, D, 3 * D);
-    qft_prob_quant storage;
+    if (qft_site_probs_wants_measure(s->quant, SITE(s, probs))) {
+        // A method measures this forward's probabilities before it draws their noise (noise.adapt_every): a
+        // first pass computes them (its output is overwritten below).
+        be->attention_forward(attn_out, a->probs, a->qkv, a->qkv + D, a->qkv + 2 * D, 3 * D, s->key_mask, s->B,
+                              s->T, queries, s->NH, HS, 1.0f / sqrtf((float)HS), NULL);
+        qft_site_probs_measure(s->quant, SITE(s, probs), a->probs, s->B * s->NH * queries, s->T);
+    }
+    qft_prob_storage storage;
     const qft_prob_quant *pq = qft_site_probs(s->quant, SITE(s, probs), &storage);
     be->attention_forward(attn_out, a->probs, a->qkv, a->qkv + D, a->qkv + 2 * D, 3 * D, s->key_mask, s->B, s->T,
                           queries, s->NH, HS, 1.0f / sqrtf((float)HS), pq);
@@ -100,7 +107,7 @@ static void attention_core_backward(const qft_backend *be, const qft_layer_shape
                                     int d_x_in_write) {
     int N = s->B * s->T, D = s->D, HS = D / s->NH;
     be->zero(sc->d_qkv, 3 * (size_t)N * D * sizeof(float));
-    qft_prob_quant storage;
+    qft_prob_storage storage;  // the same noise as the forward's (a pure function of seed, step, site, element)
     const qft_prob_quant *pq = qft_site_probs(s->quant, SITE(s, probs), &storage);
     be->attention_backward(sc->d_qkv, sc->d_qkv + D, sc->d_qkv + 2 * D, d_attn, a->probs, a->qkv, a->qkv + D,
                            a->qkv + 2 * D, 3 * D, s->B, s->T, queries, s->NH, HS, 1.0f / sqrtf((float)HS), pq);

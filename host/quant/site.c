@@ -263,17 +263,40 @@ void qft_site_output_forward(qft_quant_state *st, qft_quant_site *site, float *x
     site_quantize(st, site, x, site->buffer, rows);
 }
 
-const qft_prob_quant *qft_site_probs(qft_quant_state *st, qft_quant_site *site, qft_prob_quant *storage) {
-    if (!qft_site_active(st, site)) return NULL;
+// The site's real probability quantizer (no noise).
+static void probs_quantizer(qft_quant_state *st, qft_quant_site *site, qft_prob_quant *pq) {
     float host[2];
     st->be->copy_to_host(host, site->scale, sizeof host);  // scale, zero point (n_params = 1)
-    storage->kind = (int)site->fmt.kind;
-    storage->bits = site->fmt.bits;
-    storage->qmin = site->layout.qmin;
-    storage->qmax = site->layout.qmax;
-    storage->scale = host[0];
-    storage->zero_point = host[1];
-    return storage;
+    pq->kind = (int)site->fmt.kind;
+    pq->bits = site->fmt.bits;
+    pq->qmin = site->layout.qmin;
+    pq->qmax = site->layout.qmax;
+    pq->scale = host[0];
+    pq->zero_point = host[1];
+    pq->noise = NULL;
+}
+
+const qft_prob_quant *qft_site_probs(qft_quant_state *st, qft_quant_site *site, qft_prob_storage *storage) {
+    if (!qft_site_active(st, site)) return NULL;
+    probs_quantizer(st, site, &storage->quant);
+    if (st->hooks && st->hooks->probs_noise &&
+        st->hooks->probs_noise(st->hooks->ctx, st, site_index(st, site), &storage->quant, &storage->noise.params))
+        storage->quant.noise = &storage->noise;
+    return &storage->quant;
+}
+
+int qft_site_probs_wants_measure(qft_quant_state *st, qft_quant_site *site) {
+    if (!qft_site_active(st, site) || !st->hooks || !st->hooks->probs_measure) return 0;
+    qft_prob_quant pq;
+    probs_quantizer(st, site, &pq);
+    return st->hooks->probs_measure(st->hooks->ctx, st, site_index(st, site), &pq, NULL, 0, 0);
+}
+
+void qft_site_probs_measure(qft_quant_state *st, qft_quant_site *site, const float *probs, int rows, int T) {
+    if (!qft_site_active(st, site) || !st->hooks || !st->hooks->probs_measure) return;
+    qft_prob_quant pq;
+    probs_quantizer(st, site, &pq);
+    st->hooks->probs_measure(st->hooks->ctx, st, site_index(st, site), &pq, probs, rows, T);
 }
 
 void qft_site_probs_observe(qft_quant_state *st, qft_quant_site *site, const float *probs, int rows, int T) {

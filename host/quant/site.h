@@ -59,12 +59,23 @@ typedef void (*qft_site_observer)(void *ctx, struct qft_quant_state *state, int 
 //             stays the quantizer's (STE / LSQ).
 //   backward: ACCUMULATES the method's gradient w.r.t. the observed x into dx [rows, C], once dx holds
 //             dL/dx (after the STE of an active site).
+// PROBS sites (the attention op quantizes them), may be NULL:
+//   probs_noise:   for an active PROBS site with quantizer pq, in the forward and the backward: returns 1 and
+//                  fills *noise with the noise the op draws in place of pq (qft_prob_quant.noise), 0 for the
+//                  real quantizer. Must give the same noise in a micro-batch's forward and backward.
+//   probs_measure: in the forward, before probs_noise. probs == NULL: returns 1 when the method needs this
+//                  forward's unquantized probabilities first; the caller then computes them (the attention op
+//                  without quantizer) and calls again with them, [rows, T] (the return value then unused).
 typedef struct {
     void *ctx;
     void (*observe)(void *ctx, struct qft_quant_state *st, int site, const float *x, int rows);
     int (*quantize)(void *ctx, struct qft_quant_state *st, int site, float *out, const float *x, int rows,
                     size_t *nonfinite);
     void (*backward)(void *ctx, struct qft_quant_state *st, int site, float *dx, int rows);
+    int (*probs_noise)(void *ctx, struct qft_quant_state *st, int site, const qft_prob_quant *pq,
+                       qft_quant_noise *noise);
+    int (*probs_measure)(void *ctx, struct qft_quant_state *st, int site, const qft_prob_quant *pq,
+                         const float *probs, int rows, int T);
 } qft_site_hooks;
 
 typedef struct qft_quant_state {
@@ -117,8 +128,18 @@ void qft_quant_weights_forward(qft_quant_state *st);
 const float *qft_site_weight(const qft_quant_state *st, const qft_quant_site *site, const float *weight);
 const float *qft_site_input_forward(qft_quant_state *st, qft_quant_site *site, const float *x, int rows);
 void qft_site_output_forward(qft_quant_state *st, qft_quant_site *site, float *x, int rows);
-// The attention op's probability quantizer, or NULL (fills *storage).
-const qft_prob_quant *qft_site_probs(qft_quant_state *st, qft_quant_site *site, qft_prob_quant *storage);
+// The attention op's probability quantizer, or NULL (fills *storage); in a training micro-batch a method's noise
+// may stand in for it (result->noise = &storage->noise, from the probs_noise hook). Forward and backward.
+typedef struct {
+    qft_prob_quant quant;
+    qft_prob_noise noise;
+} qft_prob_storage;
+const qft_prob_quant *qft_site_probs(qft_quant_state *st, qft_quant_site *site, qft_prob_storage *storage);
+// In the forward, before qft_site_probs: 1 when a method needs this forward's unquantized probabilities first
+// (the noise amplitude is measured on them). The caller then runs the attention op without quantizer and passes
+// the probabilities [rows, T] to qft_site_probs_measure.
+int qft_site_probs_wants_measure(qft_quant_state *st, qft_quant_site *site);
+void qft_site_probs_measure(qft_quant_state *st, qft_quant_site *site, const float *probs, int rows, int T);
 // Probabilities [rows, T] shown to the observer (calibration of a probs site).
 void qft_site_probs_observe(qft_quant_state *st, qft_quant_site *site, const float *probs, int rows, int T);
 

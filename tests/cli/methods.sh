@@ -90,6 +90,18 @@ expect_ok "PTQ after noise training: calibrate"
 qft_run eval "${BASE[@]}" "${W4A4[@]}" run.name=both eval.checkpoint="$RUNS/both/model.safetensors"
 check "PTQ after noise training: eval is quantized" test "$RC" -eq 0 -a "$(json_field quantized)" = true
 
+# ---- noise on the attention probabilities only (the attention op draws it; a_site adapts at steps 0, 3, 6, 9) ----
+qft_run train "${QAT[@]}" run.name=noise_probs noise.kind=uniform noise.adapt_every=3 'noise.sites=layers.*.attn.probs'
+expect_ok "W4A4 QAT with adaptive uniform noise on layers.*.attn.probs only"
+PROBS_LOSS=$(json_field eval_loss)
+check "noise on the probabilities only gives other weights than plain QAT" \
+    bash -c "test -f '$RUNS/noise_probs/model.safetensors' && ! cmp -s '$RUNS/qat/model.safetensors' '$RUNS/noise_probs/model.safetensors'"
+check "and other weights than noise on every site" \
+    bash -c "test -f '$RUNS/noise_probs/model.safetensors' && ! cmp -s '$RUNS/noise/model.safetensors' '$RUNS/noise_probs/model.safetensors'"
+qft_run eval "${BASE[@]}" "${W4A4[@]}" run.name=noise_probs
+check "qft eval of it quantizes for real and reproduces its final evaluation (loss $PROBS_LOSS)" \
+    test "$RC" -eq 0 -a "$(json_field quantized)" = true -a "$(json_field loss)" = "$PROBS_LOSS"
+
 # ---- resume stays bit-exact with penalty and adaptive noise on (amplitudes adapt at steps 0, 3, 6) ----
 BOTH=("${QAT[@]}" "${PENALTY[@]}" noise.kind=uniform noise.adapt_every=3 noise.anneal=0.3
       penalty.warmup_steps=4 data.shuffle=true train.steps=8)

@@ -129,14 +129,26 @@ static inline float prob_quantize(const qft_prob_quant *pq, float p, int *pass) 
     return qft_log_dequant(p, pq->scale, pq->bits, pq->kind == QFT_QUANT_LOG_SQRT2, pass);
 }
 
-// rows[r] (T each) -> quantized copies in out (T apart); the pointers are redirected to the copies.
-static void prob_rows_quantize(const qft_prob_quant *pq, const float **rows, float *out, int T) {
-    for (int r = 0; r < ATTENTION_QUERY_GROUP; r++) {
+// rows[r] (T each) of the group's first valid_rows rows -> quantized copies in out (T apart), or their noise
+// form in training (pq->noise; row r is row first_row + r of the flattened [B, NH, Tq, T] probabilities); the
+// pointers are redirected to the copies. The other rows (past Tq: a repeated row whose result is never stored,
+// or zeros) are left as they are.
+static void prob_rows_quantize(const qft_prob_quant *pq, const float **rows, float *out, int T, int valid_rows,
+                               size_t first_row) {
+    int contiguous = 1;  // the group's rows are one run of the flattened probabilities (always, as called here)
+    for (int r = 1; r < valid_rows; r++) contiguous &= rows[r] == rows[0] + (size_t)r * T;
+    for (int r = 0; r < valid_rows; r++) {
         float *q_row = out + (size_t)r * T;
-        int pass;
-        for (int j = 0; j < T; j++) q_row[j] = prob_quantize(pq, rows[r][j], &pass);
-        rows[r] = q_row;
+        if (pq->noise) {
+            if (!contiguous || r == 0)
+                cpu_prob_noise_run(q_row, rows[r], (uint64_t)(first_row + (size_t)r) * (uint64_t)T,
+                                   contiguous ? valid_rows * T : T, pq);
+        } else {
+            int pass;
+            for (int j = 0; j < T; j++) q_row[j] = prob_quantize(pq, rows[r][j], &pass);
+        }
     }
+    for (int r = 0; r < valid_rows; r++) rows[r] = out + (size_t)r * T;
 }
 
 // One (batch, head): scores, masked softmax, probs @ v. Always inlined into a switch on HS, so the
@@ -144,7 +156,7 @@ static void prob_rows_quantize(const qft_prob_quant *pq, const float **rows, flo
 static inline __attribute__((always_inline)) void attention_head_forward(
     float *out_head, float *prob_head, float *group_buffer, const float *q_head, const float *k_head,
     const float *v_head, const float *mask_row, float *k_transposed, int T, int Tq, int HS, size_t C, size_t S,
-    float scale, const qft_prob_quant *pq, float *quant_group) {
+    float scale, const qft_prob_quant *pq, float *quant_group, size_t head_row) {
     if (k_transposed) transpose_head(k_transposed, k_head, S, T, HS);
     for (int i0 = 0; i0 < Tq; i0 += ATTENTION_QUERY_GROUP) {
         const int valid_rows = Tq - i0 < ATTENTION_QUERY_GROUP ? Tq - i0 : ATTENTION_QUERY_GROUP;
@@ -188,7 +200,8 @@ static inline __attribute__((always_inline)) void attention_head_forward(
 #pragma omp simd
             for (int j = 0; j < T; j++) prob_row[j] *= inv_sum;
         }
-        if (pq) prob_rows_quantize(pq, prob_rows, quant_group, T);  // P_hat weights v; P is saved
+        // P_hat (in training possibly its noise form) weights v; P is saved
+        if (pq) prob_rows_quantize(pq, prob_rows, quant_group, T, valid_rows, head_row + (size_t)i0);
         group_weighted_rows(out_rows, prob_rows, v_head, S, T, HS, 0);
         if (prob_head && group_scores != scores)  // a partial last group was computed in the buffer
             memcpy(scores, group_scores, (size_t)valid_rows * T * sizeof(float));
@@ -215,7 +228,8 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
             float *transposed = use_transposed ? k_transposed : NULL;
 #define ATTENTION_HEAD_FORWARD(head_size)                                                                     \
     attention_head_forward(out + head_offset, prob_head, group_buffer, q + in_offset, k + in_offset,         \
-                           v + in_offset, mask_row, transposed, T, Tq, head_size, C, S, scale, pq, quant_group)
+                           v + in_offset, mask_row, transposed, T, Tq, head_size, C, S, scale, pq, quant_group, \
+                           ((size_t)b * NH + h) * Tq)
             switch (HS) {
                 case 16: ATTENTION_HEAD_FORWARD(16); break;
                 case 32: ATTENTION_HEAD_FORWARD(32); break;
@@ -233,7 +247,7 @@ static inline __attribute__((always_inline)) void attention_head_backward(
     float *dq_head, float *dk_head, float *dv_head, float *dlogit_group, const float *zero_row,
     const float *dout_head, const float *prob_head, const float *q_head, const float *k_head, const float *v_head,
     float *v_transposed, int T, int Tq, int HS, size_t C, size_t S, float scale, const qft_prob_quant *pq,
-    float *quant_group) {
+    float *quant_group, size_t head_row) {
     const int need_dlogits = dq_head || dk_head;
     if (v_transposed && need_dlogits) transpose_head(v_transposed, v_head, S, T, HS);
     for (int i0 = 0; i0 < Tq; i0 += ATTENTION_QUERY_GROUP) {
@@ -252,7 +266,7 @@ static inline __attribute__((always_inline)) void attention_head_backward(
         }
         // With quantized probabilities the values were weighted by P_hat: dv uses P_hat, the softmax P.
         const float *weight_rows[ATTENTION_QUERY_GROUP] = {prob_rows[0], prob_rows[1], prob_rows[2], prob_rows[3]};
-        if (pq) prob_rows_quantize(pq, weight_rows, quant_group, T);
+        if (pq) prob_rows_quantize(pq, weight_rows, quant_group, T, valid_rows, head_row + (size_t)i0);
         if (dv_head) {  // dv_j += sum_r p_rj dout_r
             for (int j = 0; j < T; j++) {
                 const float p0 = weight_rows[0][j], p1 = weight_rows[1][j], p2 = weight_rows[2][j],
@@ -324,7 +338,7 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
 #define ATTENTION_HEAD_BACKWARD(head_size)                                                                    \
     attention_head_backward(dq_head, dk_head, dv_head, dlogit_group, zero_row, dout + head_offset, prob_head, \
                             q + in_offset, k + in_offset, v + in_offset, transposed, T, Tq, head_size, C, S, scale,  \
-                            pq, quant_group)
+                            pq, quant_group, ((size_t)b * NH + h) * Tq)
             switch (HS) {
                 case 16: ATTENTION_HEAD_BACKWARD(16); break;
                 case 32: ATTENTION_HEAD_BACKWARD(32); break;

@@ -23,6 +23,7 @@ static const qft_backend cpu_backend_table = {
     .softmax_backward = cpu_softmax_backward,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
+    .prob_quant_residual = cpu_prob_quant_residual,
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
     .patchify_forward = cpu_patchify_forward,

@@ -109,6 +109,10 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                             const float *q, const float *k, const float *v, int qkv_stride, int B, int T, int Tq,
                             int NH, int HS, float scale, const qft_prob_quant *prob_quant);
+// Attention-probability noise (cpu_prob_noise.c): out[e] = the noise form of pq (pq->noise != NULL) at p[e],
+// element first + e of the flattened probabilities; and the backend's prob_quant_residual.
+void cpu_prob_noise_run(float *out, const float *p, uint64_t first, int n, const qft_prob_quant *pq);
+size_t cpu_prob_quant_residual(const float *probs, size_t n, const qft_prob_quant *pq, double *sum_sq);
 
 void cpu_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C);
 void cpu_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C);
