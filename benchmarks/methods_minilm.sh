@@ -23,7 +23,7 @@
 #
 # Knobs: QFT_BIN, PTQ_MINILM (build/ptq_minilm), MINILM (~/.cache/qft/minilm), RUNS (runs),
 # OUT_DIR (runs/methods_minilm), WIDTHS ("4 6"), EPOCHS (4), LR (1e-4), WARMUP (4), PENALTY (1e-3),
-# NOISE_ANNEAL (0.2), ROWS ("ptq qat penalty noise pn pnptq"), TAG (suffix of run names and result rows),
+# NOISE_ANNEAL (0.2), NOISE_KIND (uniform), ROWS ("ptq qat penalty noise pn pnptq"), TAG (suffix of run names and result rows),
 # EXTRA_TRAIN (more overrides for every qft train).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,7 +118,7 @@ finetune() {  # finetune ROW W EXTRA...
         record "$row$TAG" "$w" error "see $OUT/$name.train.*"
     fi
 }
-noise_args=(noise.kind=uniform "noise.anneal=$NOISE_ANNEAL")
+noise_args=("noise.kind=${NOISE_KIND:-uniform}" "noise.anneal=$NOISE_ANNEAL")
 for w in $WIDTHS; do
     if has ptq; then
         if "$PTQ" --sentences "$SENT" --presets "w${w}a${w}" --calibrators "$(best_cal "$w")" > "$OUT/ptq_w$w.md" 2> "$OUT/ptq_w$w.err"; then

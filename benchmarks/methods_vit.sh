@@ -29,7 +29,8 @@
 # WIDTHS ("4 6 8": the order the columns are run in), EPOCHS (2), LR (2e-4), WARMUP (50),
 # KD_ALPHA (0.5), KD_T (2), SWEEP ("1e-4 1e-3 1e-2"), PENALTY (empty = the sweep's best), NOISE_ANNEAL (0.2),
 # WITH_KD (1 = the penalty / noise rows and the sweep also distil from the FP model, as QAT LSQ + KD; their
-# run names and result rows get the suffix _kd),
+# run names and result rows get the suffix _kd), NOISE_KIND (uniform), TAG (a further suffix of the method
+# rows' run names and result rows, for a variant beside the main runs),
 # SKIP_PTQ (1 = reuse $OUT_DIR/ptq from an earlier run), ROWS (which rows to run, default all),
 # SEED (1337; another seed passes run.seed and suffixes the run names and result rows with _s<seed>;
 # give PENALTY and SKIP_PTQ=1 to reuse the first run's sweep and PTQ; the table shows seed 1337),
@@ -53,6 +54,7 @@ ROWS=${ROWS:-"qat kd penalty noise pn pnptq repq"}
 SEED=${SEED:-1337}
 S=""; [ "$SEED" = 1337 ] || S="_s$SEED"   # run-name suffix of another seed
 K=""; [ "${WITH_KD:-0}" = 1 ] && K="_kd"   # suffix of the method rows distilled from the FP model
+K="$K${TAG:-}"                               # and of a variant (TAG=_hist with NOISE_KIND=histogram, say)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 mkdir -p "$OUT"
 RES="$OUT/results.tsv"   # row <tab> width <tab> accuracy <tab> note
@@ -120,7 +122,7 @@ finetune() {  # finetune ROW W EXTRA...: train, then qft eval the final checkpoi
     fi
 }
 kd_args=(kd.enabled=true "kd.alpha=$KD_ALPHA" "kd.temperature=$KD_T")
-noise_args=(noise.kind=uniform "noise.anneal=$NOISE_ANNEAL")
+noise_args=("noise.kind=${NOISE_KIND:-uniform}" "noise.anneal=$NOISE_ANNEAL")
 method_args=()   # what every penalty / noise row adds
 [ -n "$K" ] && method_args=("${kd_args[@]}")
 val_args=(data.validation_size=5000 eval.split=validation)
