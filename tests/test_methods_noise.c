@@ -571,6 +571,31 @@ static void test_model(const char *kind) {
     qft_noise_set_step(&methods.noise, 90, 100);
     float f90 = methods.noise.factor;
     CHECK(f74 == 1.0f && f75 == 1.0f && fabsf(f90 - 0.4f) < 1e-6f, "anneal factors %g %g %g", f74, f75, f90);
+    // anneal_to quantizer (default): with f = 0.4 a (micro-step, site) pair draws noise with probability 0.4,
+    // else takes the real quantizer; the draw repeats for the same pair.
+    int noisy_pairs = 0, pairs = 0, repeat = 1;
+    for (uint64_t k = 0; k < 400; k++) {
+        methods.noise.step = k;
+        for (int i = 0; i < m.quant.count; i++) {
+            if (!methods.noise.selected[i]) continue;
+            float strength = qft_noise_strength(&methods.noise, i);
+            repeat &= strength == qft_noise_strength(&methods.noise, i) && (strength == 0.0f || strength == 1.0f);
+            noisy_pairs += strength == 1.0f;
+            pairs++;
+        }
+    }
+    double share = (double)noisy_pairs / pairs, se = sqrt(0.4 * 0.6 / pairs);
+    CHECK(repeat && fabs(share - 0.4) < 5 * se, "anneal_to quantizer at f = 0.4: noise on %.4f of %d (step, site) "
+          "pairs (5 standard errors: %.4f)", share, pairs, 5 * se);
+    methods.noise.anneal_to_quantizer = 0;
+    CHECK(qft_noise_strength(&methods.noise, 0) == methods.noise.factor, "anneal_to zero scales the noise by f");
+    methods.noise.anneal_to_quantizer = 1;
+    // At the end of training (f = 0) a training forward is the real quantizer's, bit for bit.
+    qft_methods_begin_micro(&methods, 100, 100, 0, 7, 3, 1.0f);
+    float annealed = qft_model_forward(&m, 1, 7, 3);
+    qft_methods_end_micro(&methods);
+    CHECK(methods.noise.factor == 0.0f && annealed == real, "annealed to the quantizer: loss %.9g vs real %.9g",
+          annealed, real);
     free(images);
     qft_methods_free(&methods);
     qft_model_free(&m);

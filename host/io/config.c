@@ -271,7 +271,9 @@ static const config_key config_keys[] = {
     REAL("noise.amplitude_max", noise.amplitude_max, 2.0, 0, CLOSED, 100, CLOSED,
          "Upper clip of the adapted a_site (not used by kind histogram)."),
     REAL("noise.anneal", noise.anneal, 0.0, 0, CLOSED, 1, CLOSED,
-         "The noise (a_site, p for bernoulli, eps for histogram) goes linearly to 0 over this last fraction of training; 0 = no annealing."),
+         "Over this last fraction of training the noise gives way (noise.anneal_to); 0 = no annealing."),
+    ENUM("noise.anneal_to", noise.anneal_to, "quantizer", "quantizer|zero",
+         "`quantizer`: each site uses its real quantizer on a micro-step with probability 1 - f (f falls linearly from 1 to 0 over noise.anneal), full-strength noise otherwise, so training ends as plain QAT; `zero`: the noise (a_site, p for bernoulli, eps for histogram) is scaled by f, ending with x clamped to the quantizer range but not rounded."),
 };
 #define KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
 

@@ -157,6 +157,7 @@ typedef struct {
     long adapt_every;                        // noise.adapt_every (0 = fixed amplitude)
     double amplitude_min, amplitude_max;     // noise.amplitude_min / amplitude_max: clip of a_site
     double anneal;                           // noise.anneal: fraction of training over which noise goes to 0
+    char anneal_to[32];                      // noise.anneal_to: quantizer | zero
 } qft_noise_config;
 
 typedef struct {

@@ -4,15 +4,18 @@
 #include "noise.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/rng.h"
 #include "glob_list.h"
 
 qft_status qft_noise_init(qft_noise *noise, const qft_noise_config *cfg, qft_quant_state *st, qft_error *err) {
     memset(noise, 0, sizeof *noise);
     noise->cfg = cfg;
     noise->factor = 1.0f;
+    noise->anneal_to_quantizer = strcmp(cfg->anneal_to, "zero") != 0;
     noise->enabled = strcmp(cfg->kind, "off") != 0;
     for (int i = 0; i < st->count; i++) st->sites[i].noise_amplitude = (float)cfg->amplitude;
     if (!noise->enabled) return QFT_OK;
@@ -64,6 +67,15 @@ void qft_noise_set_step(qft_noise *noise, long step, long total) {
 uint64_t qft_noise_stream(uint64_t step, int site) { return (step << 16) | (uint64_t)(site & 0xFFFF); }
 
 uint64_t qft_noise_key(uint64_t seed) { return seed ^ 0x4E6F697365ull; /* "Noise" */ }
+
+float qft_noise_strength(const qft_noise *noise, int site) {
+    if (!noise->anneal_to_quantizer) return noise->factor;
+    if (noise->factor >= 1.0f) return 1.0f;
+    // One uniform per (micro-step, site) from the counter no element block reaches (elements use i >> 2).
+    float u = qft_uint_to_unit_float(qft_philox_block_at(qft_noise_key(noise->seed), qft_noise_stream(noise->step, site),
+                                                         UINT64_MAX).v[0]);
+    return u < noise->factor ? 1.0f : 0.0f;
+}
 
 // a_site = clip(sqrt(12 mean r^2), a_min, a_max), r = (Q(x) - x) / s over the unclipped elements: the
 // amplitude whose uniform noise a s U(-1/2, 1/2) has the measured rounding error's variance.
@@ -118,9 +130,11 @@ int qft_noise_quantize(qft_noise *noise, qft_quant_state *st, int index, float *
     int histogram = noise->kind == QFT_NOISE_HISTOGRAM;
     if (noise->adapt_now && histogram) adapt_histogram(noise, st, index, x, rows);
     else if (noise->adapt_now) adapt_amplitude(noise, st, site, x, rows);
+    float strength = qft_noise_strength(noise, index);
+    if (strength == 0.0f) return 0;  // annealed to the real quantizer on this micro-step
     // Histogram noise has no amplitude (the measured residual has the site's own spread): only the annealing.
-    qft_quant_noise params = {noise->kind, histogram ? noise->factor : site->noise_amplitude * noise->factor,
-                              (float)noise->cfg->p * noise->factor, qft_noise_key(noise->seed),
+    qft_quant_noise params = {noise->kind, histogram ? strength : site->noise_amplitude * strength,
+                              (float)noise->cfg->p * strength, qft_noise_key(noise->seed),
                               qft_noise_stream(noise->step, index),
                               histogram ? noise->cdf + (size_t)index * (QFT_NOISE_BINS + 1) : NULL,
                               QFT_NOISE_BINS};

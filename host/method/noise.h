@@ -21,7 +21,8 @@ typedef struct {
     int *selected;           // [count] the site gets noise
     int training;            // 1 while a training forward runs (evaluation uses the real quantizer)
     int adapt_now;           // measure a_site on this forward
-    float factor;            // annealing factor in [0, 1]
+    float factor;            // annealing factor f in [0, 1]
+    int anneal_to_quantizer; // noise.anneal_to = quantizer: f is the chance of noise, else a site's quantizer
     uint64_t seed, step;     // Philox key and the micro-step k (streams are keyed by (seed, k, site))
     // kind histogram: [count][QFT_NOISE_BINS + 1] each site's CDF of its measured rounding residual, host
     // memory; the uniform CDF (cdf[j] = j / bins) until a measurement. Checkpointed (qft_noise_collect).
@@ -39,6 +40,10 @@ void qft_noise_set_step(qft_noise *noise, long step, long total);
 // Philox stream of site `site` at micro-step k; the key is run.seed mixed with a constant so these
 // streams never coincide with dropout's (host/core/rng.h).
 uint64_t qft_noise_stream(uint64_t step, int site);
+
+// The strength the noise of `site` draws with this micro-step: 0 = the site uses its real quantizer
+// (noise.anneal_to quantizer, with probability 1 - f; keyed by (seed, micro-step, site)), else 1 or f.
+float qft_noise_strength(const qft_noise *noise, int site);
 uint64_t qft_noise_key(uint64_t seed);
 
 // The CDF of a residual histogram (counts[bins], total their sum): cdf[0] = 0, cdf[j] = (counts[0] + ... +

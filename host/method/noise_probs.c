@@ -12,9 +12,11 @@ static int probs_selected(const qft_noise *noise, const qft_quant_state *st, int
 int qft_noise_probs(const qft_noise *noise, qft_quant_state *st, int index, const qft_prob_quant *pq,
                     qft_quant_noise *out) {
     if (!probs_selected(noise, st, index)) return 0;
+    float strength = qft_noise_strength(noise, index);
+    if (strength == 0.0f) return 0;  // annealed to the real quantizer on this micro-step
     *out = (qft_quant_noise){.kind = noise->kind,
-                             .amplitude = st->sites[index].noise_amplitude * noise->factor,
-                             .p = (float)noise->cfg->p * noise->factor,
+                             .amplitude = st->sites[index].noise_amplitude * strength,
+                             .p = (float)noise->cfg->p * strength,
                              .seed = qft_noise_key(noise->seed),
                              .stream = qft_noise_stream(noise->step, index)};
     return 1;
