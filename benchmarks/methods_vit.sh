@@ -29,7 +29,7 @@
 # WIDTHS ("4 6 8": the order the columns are run in), EPOCHS (2), LR (2e-4), WARMUP (50),
 # KD_ALPHA (0.5), KD_T (2), SWEEP ("1e-4 1e-3 1e-2"), PENALTY (empty = the sweep's best), NOISE_ANNEAL (0.2),
 # WITH_KD (1 = the penalty / noise rows and the sweep also distil from the FP model, as QAT LSQ + KD; their
-# run names and result rows get the suffix _kd), NOISE_KIND (uniform), TAG (a further suffix of the method
+# run names and result rows get the suffix _kd), NOISE_KIND (uniform), NOISE_SITES (noise.sites; default the config's, every site), TAG (a further suffix of the method
 # rows' run names and result rows, for a variant beside the main runs),
 # SKIP_PTQ (1 = reuse $OUT_DIR/ptq from an earlier run), ROWS (which rows to run, default all),
 # SEED (1337; another seed passes run.seed and suffixes the run names and result rows with _s<seed>;
@@ -123,6 +123,7 @@ finetune() {  # finetune ROW W EXTRA...: train, then qft eval the final checkpoi
 }
 kd_args=(kd.enabled=true "kd.alpha=$KD_ALPHA" "kd.temperature=$KD_T")
 noise_args=("noise.kind=${NOISE_KIND:-uniform}" "noise.anneal=$NOISE_ANNEAL")
+[ -n "${NOISE_SITES:-}" ] && noise_args+=("noise.sites=\"$NOISE_SITES\"")   # YAML-quoted: globs start with *
 method_args=()   # what every penalty / noise row adds
 [ -n "$K" ] && method_args=("${kd_args[@]}")
 val_args=(data.validation_size=5000 eval.split=validation)
