@@ -22,13 +22,6 @@ static void write_file(const char *path, const void *data, size_t size) {
     fclose(f);
 }
 
-static const char *tail(const char *path, int parts) {
-    const char *p = path + strlen(path);
-    while (p > path && parts > 0)
-        if (*--p == '/') parts--;
-    return parts == 0 ? p + 1 : path;
-}
-
 static void test_fixture_folder(void) {
     const char *source = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
     if (access(source, R_OK) != 0) {
@@ -66,7 +59,7 @@ static void test_fixture_folder(void) {
         CHECK(folder.skipped == 2, "header check: %d skipped", folder.skipped);
         for (int i = 0; i < 10 && i < folder.count; i++) {
             int parts = strchr(order[i], '/') == strrchr(order[i], '/') ? 2 : 3;
-            CHECK(strcmp(tail(folder.paths[i], parts), order[i]) == 0, "file %d is %s, expected %s", i,
+            CHECK(strcmp(qft_test_path_tail(folder.paths[i], parts), order[i]) == 0, "file %d is %s, expected %s", i,
                   folder.paths[i], order[i]);
             CHECK(folder.labels[i] == labels[i], "label %d is %d", i, folder.labels[i]);
         }
@@ -254,7 +247,7 @@ static void test_dataset_folder(void) {
     const char *kept[5] = {"Sneaker/img_00.png", "Sneaker/img_01.bmp", "bag/img_00.png", "coat/img_00.png",
                            "coat/truncated.png"};
     int same = ds.count == 5 && ds.folder.count == 5;
-    for (int i = 0; same && i < 5; i++) same = !strcmp(tail(ds.folder.paths[i], 2), kept[i]);
+    for (int i = 0; same && i < 5; i++) same = !strcmp(qft_test_path_tail(ds.folder.paths[i], 2), kept[i]);
     CHECK(same, "train_limit 5: %d images, first %s", ds.count, ds.count ? ds.folder.paths[0] : "-");
     qft_dataset_free(&ds);
     CHECK(qft_dataset_open(&ds, &cfg, 1, &err) == QFT_OK && ds.count == 10, "val unlimited: %d", ds.count);
@@ -583,12 +576,12 @@ static void test_jpeg_folder(void) {
         CHECK(folder.count == 6 && folder.skipped == 3, "JPEG header check: %d images, %d skipped", folder.count,
               folder.skipped);
         for (int i = 0; i < 6 && i < folder.count; i++)
-            CHECK(strcmp(tail(folder.paths[i], 2), order[i]) == 0, "JPEG file %d is %s", i, folder.paths[i]);
+            CHECK(strcmp(qft_test_path_tail(folder.paths[i], 2), order[i]) == 0, "JPEG file %d is %s", i, folder.paths[i]);
         for (int i = 0; i < folder.count; i++) {
             qft_image_rgb8 image;
             qft_error load_err = {{0}};
             st = qft_imagefolder_load(&folder, i, &image, &load_err);
-            const char *name = tail(folder.paths[i], 2);
+            const char *name = qft_test_path_tail(folder.paths[i], 2);
             if (strstr(name, "cut") || strstr(name, "no_eoi")) {
                 CHECK(st == QFT_ERR_PARSE && strstr(load_err.message, name) && strstr(load_err.message, "truncated"),
                       "%s: truncated JPEG must fail: %d %s", name, st, load_err.message);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -77,6 +78,14 @@ static inline void qft_test_remove_tree(const char *dir) {
 #ifndef QFT_TEST_RNG_SEED
 #define QFT_TEST_RNG_SEED 0x9E3779B97F4A7C15ull
 #endif
+// The last `parts` components of a path ("a/b/c/d", 2 -> "c/d"); the whole path when it has fewer.
+static inline const char *qft_test_path_tail(const char *path, int parts) {
+    const char *p = path + strlen(path);
+    while (p > path && parts > 0)
+        if (*--p == '/') parts--;
+    return parts == 0 ? p + 1 : path;
+}
+
 // The Fashion-MNIST image-folder fixture (datasets/make_imagefolder_fixture.py, run from the source dir)
 // made in <dir>/fixture and linked as <dir>/root/train and <dir>/root/val; `root` gets <dir>/root.
 // Returns 0 on success, else the failing step's status (the caller reports it and removes `dir`).

@@ -249,13 +249,6 @@ static void test_glue(void) {
     qft_test_remove_tree(root);
 }
 
-static const char *tail(const char *path, int parts) {
-    const char *p = path + strlen(path);
-    while (p > path && parts > 0)
-        if (*--p == '/') parts--;
-    return parts == 0 ? p + 1 : path;
-}
-
 // The Fashion-MNIST image-folder fixture as <root>/train (and /val): 10 header-valid images of 3
 // classes (Sneaker 3, bag 3, coat 4: img_00, img_01, truncated, extra/img_02).
 static void test_imagefolder(void) {
@@ -291,7 +284,7 @@ static void test_imagefolder(void) {
     // coat (largest remainder 3/7), whose 4 files give positions 0 and 2.
     const char *held[4] = {"Sneaker/img_00.png", "bag/img_00.png", "coat/img_00.png", "coat/truncated.png"};
     int same = val.count == 4 && val.folder.count == 4 && train.count == 6 && train.folder.count == 6;
-    for (int i = 0; same && i < 4; i++) same = !strcmp(tail(val.folder.paths[i], 2), held[i]);
+    for (int i = 0; same && i < 4; i++) same = !strcmp(qft_test_path_tail(val.folder.paths[i], 2), held[i]);
     CHECK(same, "validation holds one image of each class plus a second coat (%d, first %s)", val.count,
           val.count ? val.folder.paths[0] : "-");
     // Partition by path, in folder order.
@@ -324,8 +317,8 @@ static void test_imagefolder(void) {
     cfg.data.train_limit = 5;
     cfg.data.validation_size = 3;
     CHECK(qft_dataset_open(&train, &cfg, QFT_SPLIT_TRAIN, &err) == QFT_OK && train.count == 2 &&
-              !strcmp(tail(train.folder.paths[0], 2), "Sneaker/img_01.bmp") &&
-              !strcmp(tail(train.folder.paths[1], 2), "coat/truncated.png"),
+              !strcmp(qft_test_path_tail(train.folder.paths[0], 2), "Sneaker/img_01.bmp") &&
+              !strcmp(qft_test_path_tail(train.folder.paths[1], 2), "coat/truncated.png"),
           "train_limit 5 then validation 3: %d left (%s)", train.count, train.count ? train.folder.paths[0] : "-");
     qft_dataset_free(&train);
     // Fewer than the classes, or every image: errors naming the key.

@@ -165,7 +165,7 @@ enum { NOISE_TILE = QFT_CPU_PHILOX_LANES * 4 };
 // many near-empty bins crowd into few of them). Branch-free with a fixed step count per call, so the element
 // loop vectorizes (gathers) instead of mispredicting a data-dependent search.
 enum { GUIDE_CELLS = 256 };
-typedef struct {
+typedef struct cpu_noise_histogram {
     const float *cdf;
     int bins, top, levels;  // steps top, top / 2, ..., 1: levels of them (0 when top = 0)
     int guide[GUIDE_CELLS];
@@ -217,7 +217,7 @@ static void histogram_inverse(float values[NOISE_TILE], const noise_histogram *h
 // Gaussian Box-Muller on the word pairs (0, 1) and (2, 3) of each block, the cos branch for the first
 // element of a pair and the sin branch for the second, over sqrt(12); Bernoulli u_j itself (compared with p);
 // histogram the inverse CDF at u_j.
-static void noise_of_uniforms(float values[NOISE_TILE], qft_noise_kind kind, const noise_histogram *histogram) {
+void cpu_noise_values(float *values, qft_noise_kind kind, const noise_histogram *histogram) {
     const float inv_sqrt12 = 0.28867513459481287f, two_pi = 6.283185307179586f;
     switch (kind) {
     case QFT_NOISE_HISTOGRAM:
@@ -239,7 +239,7 @@ static void noise_of_uniforms(float values[NOISE_TILE], qft_noise_kind kind, con
 }
 
 // One element: the quantizer's clipped level where it clips (NaN stays NaN), the noisy value clamped to the range
-// elsewhere. v is the element's noise value (noise_of_uniforms), s and z its grid. Branch-free, so runs vectorize;
+// elsewhere. v is the element's noise value (cpu_noise_values), s and z its grid. Branch-free, so runs vectorize;
 // the comparisons clamp as fmaxf(y, lo) and fminf(., hi) do (lo and hi are not NaN where the quantizer
 // does not clip).
 static inline float noise_element(float x, float v, float s, float z, float qmin, float qmax, int bernoulli,
@@ -312,7 +312,7 @@ size_t cpu_quant_noise_forward(float *out, const float *inp, const float *scale,
         size_t begin = t * NOISE_TILE, width = n - begin < NOISE_TILE ? n - begin : NOISE_TILE;
         float values[NOISE_TILE], s[NOISE_TILE], z[NOISE_TILE];
         cpu_philox_uniform_blocks(values, begin / 4, noise->seed, noise->stream);
-        noise_of_uniforms(values, noise->kind, &histogram);
+        cpu_noise_values(values, noise->kind, &histogram);
         // The tile's runs within one row: their grids, then the elements.
         for (size_t j = 0; j < width;) {
             int r = (int)((begin + j) / (size_t)C), c0 = (int)((begin + j) % (size_t)C);
@@ -329,6 +329,14 @@ size_t cpu_quant_noise_forward(float *out, const float *inp, const float *scale,
     return bad;
 }
 
+// The rounding residual (Q(x) - x) / s of x on grid g, in *residual; 0 where the grid clips x (or x is NaN).
+static inline int rounding_residual(float x, quant_grid g, float qmin, float qmax, double *residual) {
+    float q = rintf(x * g.inv_scale) + g.zero_point;
+    if (!(q >= qmin && q <= qmax)) return 0;
+    *residual = ((double)((q - g.zero_point) * g.scale) - (double)x) / (double)g.scale;
+    return 1;
+}
+
 size_t cpu_quant_residual(const float *inp, const float *scale, const float *zero_point, int rows, int C,
                           const qft_fq_layout *layout, double *sum_sq) {
     float qmin = (float)layout->qmin, qmax = (float)layout->qmax;
@@ -339,11 +347,10 @@ size_t cpu_quant_residual(const float *inp, const float *scale, const float *zer
         double acc = 0.0;
         size_t count = 0;
         for (int c = 0; c < C; c++) {
-            float x = inp[(size_t)r * C + c];
-            quant_grid g = grid_at(scale, zero_point, cpu_fq_group(layout, r, c, C), layout);
-            float q = rintf(x * g.inv_scale) + g.zero_point;
-            if (!(q >= qmin && q <= qmax)) continue;
-            double residual = ((double)((q - g.zero_point) * g.scale) - (double)x) / (double)g.scale;
+            double residual;
+            if (!rounding_residual(inp[(size_t)r * C + c], grid_at(scale, zero_point, cpu_fq_group(layout, r, c, C),
+                                                                   layout), qmin, qmax, &residual))
+                continue;
             acc += residual * residual;
             count++;
         }
@@ -370,11 +377,10 @@ size_t cpu_quant_residual_histogram(const float *inp, const float *scale, const 
     if ((size_t)rows * C > QFT_CPU_PARALLEL_MIN_MEMORY_BOUND)
     for (int r = 0; r < rows; r++) {
         for (int c = 0; c < C; c++) {
-            float x = inp[(size_t)r * C + c];
-            quant_grid g = grid_at(scale, zero_point, cpu_fq_group(layout, r, c, C), layout);
-            float q = rintf(x * g.inv_scale) + g.zero_point;
-            if (!(q >= qmin && q <= qmax)) continue;
-            double residual = ((double)((q - g.zero_point) * g.scale) - (double)x) / (double)g.scale;
+            double residual;
+            if (!rounding_residual(inp[(size_t)r * C + c], grid_at(scale, zero_point, cpu_fq_group(layout, r, c, C),
+                                                                   layout), qmin, qmax, &residual))
+                continue;
             double position = floor((residual + 0.5) * bins);
             int b = position < 0.0 ? 0 : position > bins - 1 ? bins - 1 : (int)position;
             counts[b]++;

@@ -131,6 +131,11 @@ void cpu_add_backward(float *da, float *db, const float *dout, size_t n);
 // qft_philox_uniform(seed, stream, 4 * (first_block + lane) + word) of core/rng.h.
 #define QFT_CPU_PHILOX_LANES 16
 void cpu_philox_uniform_blocks(float *restrict uniforms, uint64_t first_block, uint64_t seed, uint64_t stream);
+// The noise values v of QFT_CPU_PHILOX_LANES * 4 elements from their uniforms, in place (cpu_method.c; the
+// mapping backend.h's quant_noise_forward documents): uniform u - 1/2, Gaussian Box-Muller on word pairs over
+// sqrt(12), Bernoulli u itself, histogram the inverse CDF (`histogram` needed only for that kind).
+typedef struct cpu_noise_histogram cpu_noise_histogram;
+void cpu_noise_values(float *values, qft_noise_kind kind, const cpu_noise_histogram *histogram);
 void cpu_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed, uint64_t stream);
 void cpu_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed, uint64_t stream);
 

@@ -23,26 +23,11 @@ float exp2f(float);
 // the run it belongs to (so the forward and the backward, and any thread split, give the same bits).
 enum { TILE = QFT_CPU_PHILOX_LANES * 4 };
 
-// values[j] = the noise value v of element tile + j, the mapping of quant_noise_forward: uniform u - 1/2;
-// Gaussian Box-Muller on the word pairs (0, 1) and (2, 3) of each block, cos for the first element of a pair
-// and sin for the second, over sqrt(12); Bernoulli u itself (compared with p).
+// values[j] = the noise value v of element tile + j, the mapping of quant_noise_forward (cpu_noise_values);
+// the histogram kind has no probability form and draws uniform noise here.
 static void tile_values(float values[TILE], uint64_t tile, const qft_quant_noise *noise) {
-    const float inv_sqrt12 = 0.28867513459481287f, two_pi = 6.283185307179586f;
     cpu_philox_uniform_blocks(values, tile / 4, noise->seed, noise->stream);
-    switch (noise->kind) {
-    case QFT_NOISE_GAUSSIAN:
-        for (int j = 0; j < TILE; j += 2) {
-            // 1 - u lies in (0, 1], so the log is finite.
-            float radius = sqrtf(-2.0f * logf(1.0f - values[j])) * inv_sqrt12, angle = two_pi * values[j + 1];
-            values[j] = radius * cosf(angle);
-            values[j + 1] = radius * sinf(angle);
-        }
-        break;
-    case QFT_NOISE_BERNOULLI: break;
-    default:
-        for (int j = 0; j < TILE; j++) values[j] -= 0.5f;
-        break;
-    }
+    cpu_noise_values(values, noise->kind == QFT_NOISE_HISTOGRAM ? QFT_NOISE_UNIFORM : noise->kind, NULL);
 }
 
 // The uniform grid (s, z, qmin, qmax) over a tile: where the grid clips (NaN included) and at P = 0 exactly,
