@@ -27,7 +27,7 @@
 #
 # Knobs (environment): QFT_BIN (build/qft), RUNS (runs), FP_RUN (vit_fmnist), OUT_DIR (runs/methods_vit),
 # WIDTHS ("4 6 8": the order the columns are run in), EPOCHS (2), LR (2e-4), WARMUP (50),
-# KD_ALPHA (0.5), KD_T (2), SWEEP ("1e-4 1e-3 1e-2"), PENALTY (empty = the sweep's best), NOISE_ANNEAL (0.2),
+# KD_ALPHA (0.5), KD_T (2), SWEEP ("1e-4 1e-3 1e-2"), PENALTY (empty = the sweep's best), NOISE_ANNEAL (0.5: the better of 0.2, 0.5 and 1 on the ViT validation split; 0.5 and 1 tie),
 # WITH_KD (1 = the penalty / noise rows and the sweep also distil from the FP model, as QAT LSQ + KD; their
 # run names and result rows get the suffix _kd), NOISE_KIND (uniform), NOISE_SITES (noise.sites; default the config's, every site), TAG (a further suffix of the method
 # rows' run names and result rows, for a variant beside the main runs),
@@ -49,7 +49,7 @@ KD_ALPHA=${KD_ALPHA:-0.5}
 KD_T=${KD_T:-2}
 SWEEP=${SWEEP:-"1e-4 1e-3 1e-2"}
 PENALTY=${PENALTY:-}
-NOISE_ANNEAL=${NOISE_ANNEAL:-0.2}
+NOISE_ANNEAL=${NOISE_ANNEAL:-0.5}
 ROWS=${ROWS:-"qat kd penalty noise pn pnptq repq"}
 SEED=${SEED:-1337}
 S=""; [ "$SEED" = 1337 ] || S="_s$SEED"   # run-name suffix of another seed
