@@ -77,15 +77,17 @@ float qft_noise_strength(const qft_noise *noise, int site) {
     return u < noise->factor ? 1.0f : 0.0f;
 }
 
-// a_site = clip(sqrt(12 mean r^2), a_min, a_max), r = (Q(x) - x) / s over the unclipped elements: the
-// amplitude whose uniform noise a s U(-1/2, 1/2) has the measured rounding error's variance.
+void qft_noise_set_amplitude(const qft_noise *noise, qft_quant_site *site, double sum_sq, size_t inside) {
+    if (!inside) return;
+    double a = sqrt(12.0 * sum_sq / (double)inside);
+    site->noise_amplitude = (float)fmin(fmax(a, noise->cfg->amplitude_min), noise->cfg->amplitude_max);
+}
+
 static void adapt_amplitude(const qft_noise *noise, qft_quant_state *st, qft_quant_site *site, const float *x,
                             int rows) {
     double sum_sq = 0.0;
     size_t inside = st->be->quant_residual(x, site->scale, site->zero_point, rows, site->C, &site->layout, &sum_sq);
-    if (!inside) return;
-    double a = sqrt(12.0 * sum_sq / (double)inside);
-    site->noise_amplitude = (float)fmin(fmax(a, noise->cfg->amplitude_min), noise->cfg->amplitude_max);
+    qft_noise_set_amplitude(noise, site, sum_sq, inside);
 }
 
 void qft_noise_histogram_cdf(const uint64_t *counts, size_t total, int bins, float *cdf) {

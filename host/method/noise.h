@@ -48,6 +48,10 @@ uint64_t qft_noise_key(uint64_t seed);
 
 // The CDF of a residual histogram (counts[bins], total their sum): cdf[0] = 0, cdf[j] = (counts[0] + ... +
 // counts[j-1]) / total rounded to float, cdf[bins] = 1 exactly; total 0 gives the uniform CDF j / bins.
+// a_site = clip(sqrt(12 mean r^2), a_min, a_max) from the sum of r^2 over `inside` unclipped elements, r the
+// rounding residual in steps (codes, for log quantizers): the amplitude whose uniform noise a s U(-1/2, 1/2)
+// has the measured rounding error's variance. Unchanged when `inside` is 0.
+void qft_noise_set_amplitude(const qft_noise *noise, qft_quant_site *site, double sum_sq, size_t inside);
 void qft_noise_histogram_cdf(const uint64_t *counts, size_t total, int bins, float *cdf);
 
 // The per-site CDFs of kind histogram in checkpoints ("qft.noise.histogram_cdf", F32 [sites, bins + 1]), so a

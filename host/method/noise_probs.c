@@ -2,8 +2,6 @@
 // measured from the probability quantizer's rounding residual (uniform steps or log codes).
 #include "noise_probs.h"
 
-#include <math.h>
-
 static int probs_selected(const qft_noise *noise, const qft_quant_state *st, int index) {
     return noise->enabled && noise->training && index >= 0 && index < noise->count && noise->selected[index] &&
            st->sites[index].role == QFT_SITE_PROBS;
@@ -28,9 +26,6 @@ int qft_noise_probs_measure(const qft_noise *noise, qft_quant_state *st, int ind
     if (!probs) return 1;
     double sum_sq = 0.0;
     size_t inside = st->be->prob_quant_residual(probs, (size_t)rows * T, pq, &sum_sq);
-    if (inside) {
-        double a = sqrt(12.0 * sum_sq / (double)inside);
-        st->sites[index].noise_amplitude = (float)fmin(fmax(a, noise->cfg->amplitude_min), noise->cfg->amplitude_max);
-    }
+    qft_noise_set_amplitude(noise, &st->sites[index], sum_sq, inside);
     return 0;
 }

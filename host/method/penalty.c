@@ -47,6 +47,13 @@ void qft_penalty_set_step(qft_penalty *pen, long step) {
     pen->lambda_now = pen->enabled ? pen->cfg->lambda * ramp : 0.0;
 }
 
+void qft_penalty_take_ratios(qft_penalty *pen, double *max_ratio, double *mean_ratio) {
+    *max_ratio = pen->max_ratio;
+    *mean_ratio = pen->ratio_count ? pen->ratio_sum / (double)pen->ratio_count : 0.0;
+    pen->max_ratio = pen->ratio_sum = 0.0;
+    pen->ratio_count = 0;
+}
+
 // The union of an active site's quantizer ranges [(qmin - z) s, (qmax - z) s] over its groups.
 static void quantizer_range(const qft_quant_state *st, const qft_quant_site *site, float *lo, float *hi) {
     int n = site->n_params;

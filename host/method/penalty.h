@@ -40,6 +40,10 @@ void qft_penalty_free(qft_penalty *pen);
 // lambda at optimizer step `step` (0-based): linear warmup over penalty.warmup_steps.
 void qft_penalty_set_step(qft_penalty *pen, long step);
 
+// The outlier-ratio monitor since the last call (max and mean over sites and forwards of max|x - mu| / sigma;
+// 0 when nothing was observed), then reset.
+void qft_penalty_take_ratios(qft_penalty *pen, double *max_ratio, double *mean_ratio);
+
 // The site hooks (qft_site_hooks.observe / .backward).
 void qft_penalty_observe(qft_penalty *pen, qft_quant_state *st, int site, const float *x, int rows);
 void qft_penalty_backward(qft_penalty *pen, qft_quant_state *st, int site, float *dx, int rows);

@@ -495,10 +495,11 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
                 if (cfg->kd.hidden_weight > 0.0) json_number(s.metrics, "kd_hidden_loss", kd_hidden_window / window);
             }
             if (s.methods.penalty.enabled) {  // loss = task_loss + penalty_lambda * penalty
-                const qft_penalty *pen = &s.methods.penalty;
+                double max_ratio, mean_ratio;
+                qft_penalty_take_ratios(&s.methods.penalty, &max_ratio, &mean_ratio);
                 fprintf(s.metrics, ", \"penalty\": %.6g, \"penalty_lambda\": %.6g, \"penalty_max_sigma\": %.4g"
-                        ", \"penalty_mean_sigma\": %.4g", penalty_window / window, pen->lambda_now, pen->max_ratio,
-                        pen->ratio_count ? pen->ratio_sum / (double)pen->ratio_count : 0.0);
+                        ", \"penalty_mean_sigma\": %.4g", penalty_window / window, s.methods.penalty.lambda_now,
+                        max_ratio, mean_ratio);
             }
             fprintf(s.metrics, ", \"lr\": %.6g, \"grad_norm\": %.6g, \"ms_per_step\": %.3f", lr, grad_norm,
                     1000.0 * t_loop / (double)(step - start_step));
@@ -511,9 +512,6 @@ qft_status qft_train(const qft_config *cfg, volatile sig_atomic_t *stop_flag, qf
             fprintf(s.metrics, "}\n");
             fflush(s.metrics);
             out->final_loss = loss_window / window;
-            s.methods.penalty.max_ratio = 0.0;
-            s.methods.penalty.ratio_sum = 0.0;
-            s.methods.penalty.ratio_count = 0;
             loss_window = task_window = kd_window = kd_hidden_window = penalty_window = 0.0;
             window = 0;
         }
